@@ -1,0 +1,1 @@
+"""TrustScore Stream: real-time NFT trust scores on Faust."""
