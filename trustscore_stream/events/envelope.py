@@ -1,0 +1,352 @@
+"""The event envelope of CONTRACT §2 as strict, typed msgspec records.
+
+Each event type is its own struct, tagged by `type`, with its own payload struct, so a
+decode either yields a fully valid, normalised event or raises `msgspec.ValidationError`
+naming the field. msgspec was chosen over pydantic by measurement (docs/benchmarks.md,
+`bench/decode.py`): decoding + validation is the ingest hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from trustscore_stream.events.ids import (
+    InvalidEntityId,
+    collection_id,
+    nft_id,
+    normalise_address,
+    normalise_chain,
+    normalise_token_id,
+    parse_entity_id,
+)
+
+MAX_ENVELOPE_BYTES = 64 * 1024
+MAX_BATCH_ENVELOPES = 1000
+SCHEMA_VERSION = 1
+
+EventId = Annotated[str, Meta(min_length=1, max_length=200)]
+Money = Annotated[str, Meta(pattern=r"^[0-9]{1,30}(\.[0-9]{1,30})?$", max_length=64)]
+Currency = Annotated[str, Meta(min_length=1, max_length=16)]
+Address = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+TokenId = Annotated[str, Meta(pattern=r"^[0-9]{1,78}$")]
+Chain = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")]
+ShortText = Annotated[str, Meta(max_length=128)]
+Hash = Annotated[str, Meta(max_length=130)]
+AwareTime = Annotated[datetime, Meta(tz=True)]
+Probability = Annotated[float, Meta(ge=0.0, le=1.0)]
+Sentiment = Annotated[float, Meta(ge=-1.0, le=1.0)]
+Count = Annotated[int, Meta(ge=0)]
+Score100 = Annotated[float, Meta(ge=0.0, le=100.0)]
+
+Source = Literal["chain", "marketplace", "fraud", "social", "market", "internal"]
+Finding = Literal[
+    "wash_trading", "stolen", "phishing", "counterfeit", "rug_pull", "sanctioned", "other"
+]
+Severity = Literal["low", "medium", "high", "critical"]
+
+EVENT_TYPES: tuple[str, ...] = (
+    "mint",
+    "transfer",
+    "sale",
+    "listing",
+    "burn",
+    "metadata_update",
+    "market_data",
+    "collection_verified",
+    "fraud_finding",
+    "social_signal",
+)
+
+
+def _lower(address: str | None) -> str | None:
+    return None if address is None else address.lower()
+
+
+# --- payloads -------------------------------------------------------------------------
+
+
+class MintPayload(Struct, kw_only=True, omit_defaults=True):
+    to: Address
+    creator: Address | None = None
+    price: Money | None = None
+    currency: Currency | None = None
+    tx_hash: Hash | None = None
+
+    def __post_init__(self) -> None:
+        self.to = self.to.lower()
+        self.creator = _lower(self.creator)
+
+
+class TransferPayload(Struct, kw_only=True, omit_defaults=True, rename={"from_": "from"}):
+    from_: Address
+    to: Address
+    tx_hash: Hash | None = None
+
+    def __post_init__(self) -> None:
+        self.from_ = self.from_.lower()
+        self.to = self.to.lower()
+
+
+class SalePayload(Struct, kw_only=True, omit_defaults=True):
+    seller: Address
+    buyer: Address
+    price: Money
+    currency: Currency
+    marketplace: ShortText | None = None
+    tx_hash: Hash | None = None
+
+    def __post_init__(self) -> None:
+        self.seller = self.seller.lower()
+        self.buyer = self.buyer.lower()
+
+
+class ListingPayload(Struct, kw_only=True, omit_defaults=True):
+    seller: Address
+    price: Money
+    currency: Currency
+    marketplace: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        self.seller = self.seller.lower()
+
+
+class BurnPayload(Struct, kw_only=True, omit_defaults=True, rename={"from_": "from"}):
+    from_: Address
+
+    def __post_init__(self) -> None:
+        self.from_ = self.from_.lower()
+
+
+class MetadataUpdatePayload(Struct, kw_only=True, omit_defaults=True):
+    fields: Annotated[list[ShortText], Meta(max_length=256)]
+    frozen: bool | None = None
+
+
+class MarketDataPayload(Struct, kw_only=True, omit_defaults=True):
+    floor_price: Money
+    currency: Currency
+    volume_24h: Money | None = None
+    sales_24h: Count | None = None
+    holders: Count | None = None
+
+
+class CollectionVerifiedPayload(Struct, kw_only=True, omit_defaults=True):
+    verified: bool
+    creator: Address | None = None
+    audit_score: Score100 | None = None
+
+    def __post_init__(self) -> None:
+        self.creator = _lower(self.creator)
+
+
+def _entity(raw: str) -> str:
+    try:
+        return str(parse_entity_id(raw))
+    except InvalidEntityId as exc:
+        raise ValueError(str(exc)) from None
+
+
+class FraudFindingPayload(Struct, kw_only=True, omit_defaults=True):
+    entity: Annotated[str, Meta(max_length=200)]
+    finding: Finding
+    severity: Severity
+    confidence: Probability
+    evidence: Annotated[str, Meta(max_length=4096)] | None = None
+    resolved: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.entity = _entity(self.entity)
+
+
+class SocialSignalPayload(Struct, kw_only=True, omit_defaults=True):
+    entity: Annotated[str, Meta(max_length=200)]
+    sentiment: Sentiment
+    mentions: Count
+    platform: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        self.entity = _entity(self.entity)
+
+
+# --- envelopes ------------------------------------------------------------------------
+
+
+class _Envelope(Struct, kw_only=True, tag_field="type", omit_defaults=True):
+    """Fields every event has. Subclasses fix `type` (the tag) and the payload."""
+
+    event_id: EventId
+    source: Source
+    occurred_at: AwareTime
+    schema_version: Literal[1]
+    chain: Chain = "eth"
+
+    def _normalise_chain(self) -> None:
+        self.chain = normalise_chain(self.chain)
+
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+    @property
+    def entity(self) -> str:
+        """The entity the event is about (CONTRACT §1 id)."""
+        raise NotImplementedError
+
+    @property
+    def partition_key(self) -> str:
+        """The key that co-locates the event with the state it changes: its collection,
+        or the wallet for wallet-level findings and signals."""
+        raise NotImplementedError
+
+
+class _NftEnvelope(_Envelope, kw_only=True):
+    contract: Address
+    token_id: TokenId
+
+    def __post_init__(self) -> None:
+        self._normalise_chain()
+        self.contract = normalise_address(self.contract)
+        self.token_id = normalise_token_id(self.token_id)
+
+    @property
+    def entity(self) -> str:
+        return nft_id(self.chain, self.contract, self.token_id)
+
+    @property
+    def partition_key(self) -> str:
+        return collection_id(self.chain, self.contract)
+
+
+class _CollectionEnvelope(_Envelope, kw_only=True):
+    contract: Address
+    token_id: TokenId | None = None
+
+    def __post_init__(self) -> None:
+        self._normalise_chain()
+        self.contract = normalise_address(self.contract)
+        if self.token_id is not None:
+            self.token_id = normalise_token_id(self.token_id)
+
+    @property
+    def entity(self) -> str:
+        return collection_id(self.chain, self.contract)
+
+    @property
+    def partition_key(self) -> str:
+        return collection_id(self.chain, self.contract)
+
+
+class _AnyEnvelope(_Envelope, kw_only=True):
+    contract: Address | None = None
+    token_id: TokenId | None = None
+
+    def __post_init__(self) -> None:
+        self._normalise_chain()
+        if self.contract is not None:
+            self.contract = normalise_address(self.contract)
+        if self.token_id is not None:
+            self.token_id = normalise_token_id(self.token_id)
+
+    @property
+    def entity(self) -> str:
+        return self.payload.entity  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def partition_key(self) -> str:
+        entity = parse_entity_id(self.entity)
+        return entity.collection or str(entity)
+
+
+class Mint(_NftEnvelope, kw_only=True, tag="mint"):
+    payload: MintPayload
+
+
+class Transfer(_NftEnvelope, kw_only=True, tag="transfer"):
+    payload: TransferPayload
+
+
+class Sale(_NftEnvelope, kw_only=True, tag="sale"):
+    payload: SalePayload
+
+
+class Listing(_NftEnvelope, kw_only=True, tag="listing"):
+    payload: ListingPayload
+
+
+class Burn(_NftEnvelope, kw_only=True, tag="burn"):
+    payload: BurnPayload
+
+
+class MetadataUpdate(_NftEnvelope, kw_only=True, tag="metadata_update"):
+    payload: MetadataUpdatePayload
+
+
+class MarketData(_CollectionEnvelope, kw_only=True, tag="market_data"):
+    payload: MarketDataPayload
+
+
+class CollectionVerified(_CollectionEnvelope, kw_only=True, tag="collection_verified"):
+    payload: CollectionVerifiedPayload
+
+
+class FraudFinding(_AnyEnvelope, kw_only=True, tag="fraud_finding"):
+    payload: FraudFindingPayload
+
+
+class SocialSignal(_AnyEnvelope, kw_only=True, tag="social_signal"):
+    payload: SocialSignalPayload
+
+
+Envelope = (
+    Mint
+    | Transfer
+    | Sale
+    | Listing
+    | Burn
+    | MetadataUpdate
+    | MarketData
+    | CollectionVerified
+    | FraudFinding
+    | SocialSignal
+)
+
+ENVELOPE_CLASSES: dict[str, type[_Envelope]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        Mint,
+        Transfer,
+        Sale,
+        Listing,
+        Burn,
+        MetadataUpdate,
+        MarketData,
+        CollectionVerified,
+        FraudFinding,
+        SocialSignal,
+    )
+}
+
+_decoder: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(Envelope)  # type: ignore[arg-type]
+_encoder = msgspec.json.Encoder()
+
+
+def decode_envelope(raw: bytes | memoryview) -> Envelope:
+    """Decode and validate one envelope; raise msgspec.DecodeError/ValidationError."""
+    return _decoder.decode(raw)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def encode_envelopes(envelopes: list[Envelope]) -> bytes:
+    """One JSON array of envelopes: the batch record shape of CONTRACT §2."""
+    return _encoder.encode(envelopes)
+
+
+def to_builtins(envelope: Envelope) -> dict[str, object]:
+    return msgspec.to_builtins(envelope)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Trust-score model: pure factor state, update and value functions."""
