@@ -1,0 +1,28 @@
+"""Batches of events with manual acknowledgement, the one way our agents read streams.
+
+`Stream.noack_take` yields the buffered *events* (typed in Faust as values) and leaves
+acking to us, so offsets advance only past what a stage has fully handed on (the plain
+`take` acks a batch even when the code handling it raised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from faust.streams import Stream
+from faust.types import EventT, StreamT
+
+
+async def event_batches(
+    stream: StreamT[Any], max_events: int, within_s: float
+) -> AsyncIterator[list[EventT[bytes]]]:
+    concrete = cast(Stream[Any], stream)
+    async for batch in concrete.noack_take(max_events, within=within_s):
+        yield cast(list[EventT[bytes]], list(batch))
+
+
+async def ack_all(stream: StreamT[Any], events: list[EventT[bytes]]) -> None:
+    concrete = cast(Stream[Any], stream)
+    for event in events:
+        await concrete.ack(event)

@@ -1,0 +1,117 @@
+"""The one `faust.App` of TrustScore Stream: composition root.
+
+`faust -A trustscore_stream.app worker` finds `app` here. Settings are read from the
+environment once, by `create_app()`'s caller; tests build their own apps with their own
+settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from trustscore_stream.agents.ingest import IngestStage
+from trustscore_stream.agents.route import RouteStage
+from trustscore_stream.metrics import Metrics
+from trustscore_stream.settings import Settings, load_settings
+from trustscore_stream.tables.dedup import DedupStore, declare_dedup_table
+from trustscore_stream.topics import Topics, declare_topics
+from trustscore_stream.web.health import register_health
+from trustscore_stream.web.ingest import register_ingest
+from trustscore_stream.web.metrics import register_metrics
+
+log = logging.getLogger(__name__)
+
+# RocksDB defaults are sized for one big table (2 GiB block cache per partition DB); we run
+# several tables × 8 partitions per worker, so each DB gets a small share.
+ROCKSDB_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 8 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 16 * 1024 * 1024,
+    "block_cache_size": 16 * 1024 * 1024,
+    "block_cache_compressed_size": 0,
+    "max_open_files": 256,
+}
+
+
+@dataclass
+class Runtime:
+    """What the app is made of, for views, tests and the CLI to reach."""
+
+    settings: Settings
+    topics: Topics
+    metrics: Metrics
+    dedup: DedupStore
+    ingest: IngestStage
+    route: RouteStage
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    data_dir = Path(settings.data_dir).resolve()
+    config: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "rocksdb://",
+        "datadir": str(data_dir / "worker"),
+        "rocksdb_options": ROCKSDB_OPTIONS,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
+        "web_port": settings.web_port,
+        "web_bind": settings.web_bind,
+        "web_host": settings.web_host,
+        # Debug views would expose table contents and Faust's own metrics on a public port.
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_metrics_enabled": False,
+        "web_application_options": {"client_max_size": 32 * 1024 * 1024},
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.heartbeat_interval_s,
+        "broker_rebalance_timeout": settings.rebalance_timeout_s,
+        "table_standby_replicas": 1,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "producer_linger": 0.005,
+        "stream_wait_empty": False,
+        "consumer_auto_offset_reset": "earliest",
+        "loghandlers": [],
+    }
+    if settings.embedded_broker:
+        # Tansu 0.6.0 reports a wrong end offset after a multi-record batch, which breaks
+        # table recovery; one record per batch avoids it (docs/operations.md).
+        config["producer_max_batch_size"] = 1
+    return config
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
+    (Path(settings.data_dir) / "worker").mkdir(parents=True, exist_ok=True)
+    app = faust.App(settings.app_id, autodiscover=False, **faust_config(settings))
+    topics = declare_topics(app, settings)
+    metrics = Metrics()
+    dedup_table = declare_dedup_table(app, settings)
+    dedup = DedupStore(dedup_table, settings, generation=lambda: app.consumer_generation_id)
+    ingest = IngestStage(settings, topics, metrics)
+    route = RouteStage(settings, topics, dedup, metrics)
+    ingest.register(app)
+    route.register(app)
+    runtime = Runtime(settings, topics, metrics, dedup, ingest, route)
+    register_health(app, runtime)
+    register_metrics(app, runtime)
+    register_ingest(app, runtime)
+    # Topics that are only written to are not declared by subscription: create them at start.
+    app.task(_declare_send_only_topics(topics))
+    return app, runtime
+
+
+def _declare_send_only_topics(topics: Topics) -> Any:
+    async def declare() -> None:
+        for topic in topics.all():
+            await topic.maybe_declare()
+
+    return declare
+
+
+app, runtime = create_app(load_settings())

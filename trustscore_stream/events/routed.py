@@ -1,0 +1,73 @@
+"""The record shapes of the internal topics: `trustscore-ingest` and the lane topics.
+
+Both carry batches (a JSON array) of routed events: a validated, normalised envelope plus
+what classification found. Stages that only move events (dedup, lane routing) decode the
+envelope as raw JSON and pass it through unparsed; the scoring stage decodes it typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from trustscore_stream.events.classification import Classification
+from trustscore_stream.events.envelope import Envelope
+
+
+class Routed(msgspec.Struct, kw_only=True):
+    event_id: str
+    lane: str
+    priority: float
+    category: str
+    entities: list[str]
+    partition_key: str
+    ingested_at: float  # unix seconds when the ingest stage accepted it
+    envelope: Envelope
+
+
+class RoutedRaw(msgspec.Struct, kw_only=True):
+    """Same wire shape as Routed, with the envelope kept as undecoded JSON."""
+
+    event_id: str
+    lane: str
+    priority: float
+    category: str
+    entities: list[str]
+    partition_key: str
+    ingested_at: float
+    envelope: msgspec.Raw
+
+
+_encoder = msgspec.json.Encoder()
+_routed_decoder = msgspec.json.Decoder(list[Routed])
+_raw_decoder = msgspec.json.Decoder(list[RoutedRaw])
+
+
+def routed(envelope: Envelope, classification: Classification, ingested_at: float) -> Routed:
+    return Routed(
+        event_id=envelope.event_id,
+        lane=classification.lane,
+        priority=round(classification.priority, 2),
+        category=classification.category,
+        entities=list(classification.entities),
+        partition_key=envelope.partition_key,
+        ingested_at=ingested_at,
+        envelope=envelope,
+    )
+
+
+def encode_batch(items: list[Routed] | list[RoutedRaw]) -> bytes:
+    return _encoder.encode(items)
+
+
+def decode_batch(raw: bytes) -> list[Routed]:
+    return _routed_decoder.decode(raw)
+
+
+def decode_batch_raw(raw: bytes) -> list[RoutedRaw]:
+    return _raw_decoder.decode(raw)
+
+
+def to_builtins(item: Routed | RoutedRaw) -> dict[str, Any]:
+    return msgspec.to_builtins(item)  # type: ignore[no-any-return]

@@ -1,0 +1,88 @@
+"""Prometheus metrics of one worker (served at GET /metrics). Labels are bounded: event
+types, sources, reasons, lanes; never an entity or event id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.records_received = Counter(
+            "trustscore_records_received_total",
+            "Kafka records read from the input topic",
+            ["shape"],
+            registry=r,
+        )
+        self.events_received = Counter(
+            "trustscore_events_received_total",
+            "Valid envelopes accepted by ingest",
+            ["type", "source"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "trustscore_dead_lettered_total",
+            "Envelopes or records sent to the DLQ",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "trustscore_duplicates_dropped_total",
+            "Envelopes dropped because their event_id was already processed",
+            registry=r,
+        )
+        self.routed = Counter(
+            "trustscore_lane_events_total",
+            "Deduplicated events written to a priority lane",
+            ["lane"],
+            registry=r,
+        )
+        self.lane_records = Counter(
+            "trustscore_lane_records_total",
+            "Batch records written to the lane topics",
+            ["lane"],
+            registry=r,
+        )
+        self.processed = Counter(
+            "trustscore_lane_events_processed_total",
+            "Events taken from a lane by the processing stage",
+            ["lane"],
+            registry=r,
+        )
+        self.lane_wait = Histogram(
+            "trustscore_lane_wait_seconds",
+            "Time from ingest to being taken from a lane",
+            ["lane"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.retries = Counter(
+            "trustscore_retries_total",
+            "Batches re-queued on the retry topic after a transient error",
+            ["stage"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "trustscore_checkpoint_seconds",
+            "Duration of a stage checkpoint (sends + table writes + acks)",
+            ["stage"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.table_writes = Counter(
+            "trustscore_table_writes_total",
+            "Changelog-backed table writes",
+            ["table"],
+            registry=r,
+        )
+        self.dedup_ids = Gauge(
+            "trustscore_dedup_ids",
+            "Event ids held in the dedup memory of this worker",
+            registry=r,
+        )

@@ -1,0 +1,161 @@
+"""All configuration, typed, read from the environment once (CONTRACT §7).
+
+`load_settings()` is called by the composition root (app.py / cli.py); nothing else reads
+`os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_WEB_PORT = 6066
+
+
+class SettingsError(ValueError):
+    """A configuration value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the stream lives. None means "start the embedded broker" (CLI only).
+    broker: str | None = None
+    # True when the broker is the embedded Tansu: enables its one-record-per-batch workaround.
+    embedded_broker: bool = False
+    database_url: str | None = None
+    data_dir: Path = Path("var")
+    web_port: int = DEFAULT_WEB_PORT
+    web_bind: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"  # how other workers reach this one (table routing)
+    jwt_secret: str | None = None
+    app_id: str = "trustscore"
+    topic_prefix: str = ""  # namespaces every topic: several deployments on one cluster
+    partitions: int = 8
+    replication: int = 1
+    # Group membership: short sessions get a worker to its first record in ~4 s and fail
+    # over in seconds (docs/operations.md has the measurements).
+    session_timeout_s: float = 4.0
+    heartbeat_interval_s: float = 1.0
+    rebalance_timeout_s: float = 20.0
+    # Batching of the ingest stages: at most this many records per take, or this long.
+    take_max: int = 1000
+    take_within_s: float = 0.05
+    # Dedup memory: ids are remembered this long after first seen, at most this many per
+    # partition (the oldest hour buckets go first).
+    dedup_retention_s: float = 7 * 86400.0
+    dedup_max_ids_per_partition: int = 2_000_000
+    # Retry of transient failures through the retry topic.
+    retry_max_attempts: int = 5
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 60.0
+    # Lanes: bulk waits at most this long behind critical/normal work (no starvation).
+    lane_max_wait_s: float = 2.0
+    ingest_keys: Mapping[str, str] = field(default_factory=dict)
+    ingest_rate: float = 1000.0
+    log_level: str = "INFO"
+
+    @property
+    def broker_url(self) -> str:
+        if self.broker is None:
+            raise SettingsError("TRUSTSCORE_BROKER is not set (the CLI starts an embedded one)")
+        return self.broker
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'trustscore.sqlite').resolve()}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_ingest_keys(raw: str) -> dict[str, str]:
+    """`key_id:secret,key_id:secret` (CONTRACT §8)."""
+    keys: dict[str, str] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key_id, sep, secret = part.partition(":")
+        if not sep or not key_id or not secret:
+            raise SettingsError("TRUSTSCORE_INGEST_KEYS must be comma-separated key_id:secret")
+        keys[key_id] = secret
+    return keys
+
+
+def _broker(raw: str | None) -> str | None:
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    if not value.startswith("kafka://"):
+        raise SettingsError(f"TRUSTSCORE_BROKER must look like kafka://host:port, got {raw!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment (os.environ by default)."""
+    env = os.environ if env is None else env
+    return Settings(
+        broker=_broker(env.get("TRUSTSCORE_BROKER")),
+        embedded_broker=_bool(env, "TRUSTSCORE_EMBEDDED_BROKER", False),
+        database_url=env.get("TRUSTSCORE_DATABASE_URL") or None,
+        data_dir=Path(env.get("TRUSTSCORE_DATA_DIR") or "var"),
+        web_port=_int(env, "TRUSTSCORE_WEB_PORT", DEFAULT_WEB_PORT, 1),
+        web_bind=env.get("TRUSTSCORE_WEB_BIND") or "127.0.0.1",
+        web_host=env.get("TRUSTSCORE_WEB_HOST") or "127.0.0.1",
+        jwt_secret=env.get("TRUSTSCORE_JWT_SECRET") or None,
+        app_id=env.get("TRUSTSCORE_APP_ID") or "trustscore",
+        topic_prefix=env.get("TRUSTSCORE_TOPIC_PREFIX") or "",
+        partitions=_int(env, "TRUSTSCORE_PARTITIONS", 8, 1),
+        replication=_int(env, "TRUSTSCORE_REPLICATION", 1, 1),
+        session_timeout_s=_float(env, "TRUSTSCORE_SESSION_TIMEOUT", 4.0),
+        heartbeat_interval_s=_float(env, "TRUSTSCORE_HEARTBEAT_INTERVAL", 1.0),
+        rebalance_timeout_s=_float(env, "TRUSTSCORE_REBALANCE_TIMEOUT", 20.0),
+        take_max=_int(env, "TRUSTSCORE_TAKE_MAX", 1000, 1),
+        take_within_s=_float(env, "TRUSTSCORE_TAKE_WITHIN", 0.05),
+        dedup_retention_s=_float(env, "TRUSTSCORE_DEDUP_RETENTION", 7 * 86400.0),
+        dedup_max_ids_per_partition=_int(env, "TRUSTSCORE_DEDUP_MAX_IDS", 2_000_000, 1),
+        retry_max_attempts=_int(env, "TRUSTSCORE_RETRY_MAX_ATTEMPTS", 5, 1),
+        retry_base_delay_s=_float(env, "TRUSTSCORE_RETRY_BASE_DELAY", 0.5),
+        retry_max_delay_s=_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
+        lane_max_wait_s=_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
+        ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
+        ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
+        log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
+    )

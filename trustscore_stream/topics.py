@@ -1,0 +1,75 @@
+"""Every topic the app reads or writes, declared once with the configured partition count.
+
+All are `internal=True` so Faust creates them before subscribing: the embedded broker would
+otherwise auto-create an unknown topic with 4 partitions and silently break
+co-partitioning. Names follow CONTRACT §2/§6; `TRUSTSCORE_TOPIC_PREFIX` namespaces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from trustscore_stream.codecs import OrjsonCodec
+from trustscore_stream.events.classification import LANES, Lane
+from trustscore_stream.settings import Settings
+
+EVENTS = "trustscore-events"
+DLQ = "trustscore-events-dlq"
+RETRY = "trustscore-events-retry"
+INGEST = "trustscore-ingest"
+DELTAS = "trustscore-deltas"
+NOTIFICATIONS = "trustscore-notifications"
+
+
+def lane_topic_name(lane: Lane) -> str:
+    return f"trustscore-lane-{lane}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: faust.TopicT  # CONTRACT §2 input: envelopes or batch records
+    dlq: faust.TopicT  # CONTRACT §2 dead letters
+    retry: faust.TopicT  # routed batches waiting for another attempt
+    ingest: faust.TopicT  # validated batches, partitioned by collection
+    lanes: dict[Lane, faust.TopicT]  # deduplicated batches by priority, by collection
+    deltas: faust.TopicT  # CONTRACT §6
+    notifications: faust.TopicT  # CONTRACT §6
+
+    def all(self) -> list[faust.TopicT]:
+        return [
+            self.events,
+            self.dlq,
+            self.retry,
+            self.ingest,
+            *self.lanes.values(),
+            self.deltas,
+            self.notifications,
+        ]
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    codec = OrjsonCodec()
+
+    def topic(name: str, *, raw: bool = True) -> faust.TopicT:
+        return app.topic(
+            settings.topic(name),
+            partitions=settings.partitions,
+            replicas=settings.replication,
+            internal=True,
+            key_type=bytes,
+            value_type=bytes if raw else None,
+            key_serializer="raw",
+            value_serializer="raw" if raw else codec,
+        )
+
+    return Topics(
+        events=topic(EVENTS),
+        dlq=topic(DLQ, raw=False),
+        retry=topic(RETRY),
+        ingest=topic(INGEST),
+        lanes={lane: topic(lane_topic_name(lane)) for lane in LANES},
+        deltas=topic(DELTAS, raw=False),
+        notifications=topic(NOTIFICATIONS, raw=False),
+    )
