@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from trustscore_stream.agents.ingest import IngestStage
+from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.route import RouteStage
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings, load_settings
@@ -48,6 +49,7 @@ class Runtime:
     dedup: DedupStore
     ingest: IngestStage
     route: RouteStage
+    lanes: LaneStage
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -95,9 +97,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     dedup = DedupStore(dedup_table, settings, generation=lambda: app.consumer_generation_id)
     ingest = IngestStage(settings, topics, metrics)
     route = RouteStage(settings, topics, dedup, metrics)
+    lanes = LaneStage(settings, topics, metrics)
     ingest.register(app)
     route.register(app)
-    runtime = Runtime(settings, topics, metrics, dedup, ingest, route)
+    lanes.register(app)
+    runtime = Runtime(settings, topics, metrics, dedup, ingest, route, lanes)
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_ingest(app, runtime)

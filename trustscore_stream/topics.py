@@ -14,6 +14,7 @@ import faust
 from trustscore_stream.codecs import OrjsonCodec
 from trustscore_stream.events.classification import LANES, Lane
 from trustscore_stream.settings import Settings
+from trustscore_stream.topics_admin import TopicSpec
 
 EVENTS = "trustscore-events"
 DLQ = "trustscore-events-dlq"
@@ -73,3 +74,10 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         deltas=topic(DELTAS, raw=False),
         notifications=topic(NOTIFICATIONS, raw=False),
     )
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic of the app, for creation before any producer or worker touches them."""
+    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS]
+    names += [lane_topic_name(lane) for lane in LANES]
+    return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]

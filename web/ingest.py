@@ -25,8 +25,7 @@ def validate_body(body: bytes) -> tuple[int, dict[str, Any], bytes | None]:
     decoded = decode_record(body)
     if decoded.rejections:
         errors = [
-            {"index": r.index, "reason": r.reason, "detail": r.detail}
-            for r in decoded.rejections
+            {"index": r.index, "reason": r.reason, "detail": r.detail} for r in decoded.rejections
         ]
         if any(r.reason == "batch_too_large" for r in decoded.rejections):
             detail = f"at most {MAX_BATCH_ENVELOPES} envelopes per request"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import faust
+from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,4 +19,8 @@ def register_metrics(app: faust.App, runtime: Runtime) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type=, so set the header itself.
+            body = generate_latest(registry)
+            return cast(
+                Response, web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+            )

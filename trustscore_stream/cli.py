@@ -1,0 +1,135 @@
+"""`trustscore-stream`: dev, demo and worker.
+
+`dev` and `demo` start the embedded broker when `TRUSTSCORE_BROKER` is unset (with fresh
+worker state, because that broker keeps nothing), one worker with the web server, and for
+`demo` a traffic generator; Ctrl-C (or SIGTERM) stops every child. `worker` is the plain
+Faust worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from trustscore_stream.embedded import EmbeddedBroker
+from trustscore_stream.processes import WorkerProcess, worker_env
+from trustscore_stream.settings import Settings, load_settings
+from trustscore_stream.topics import EVENTS
+from trustscore_stream.traffic import Market, TrafficGenerator
+
+log = logging.getLogger("trustscore_stream.cli")
+
+
+async def publish_traffic(
+    bootstrap: str, topic: str, rate: float, batch: int, market: Market
+) -> None:
+    """Send generated envelopes as batch records at about `rate` events per second."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    generator = TrafficGenerator(market)
+    events = generator.events()
+    sent = 0
+    started = time.monotonic()
+    try:
+        while True:
+            records = [next(events) for _ in range(batch)]
+            await producer.send_and_wait(topic, orjson.dumps(records))
+            sent += len(records)
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+
+
+async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
+    broker: EmbeddedBroker | None = None
+    data_dir = Path(settings.data_dir)
+    if settings.broker is None:
+        broker = EmbeddedBroker(log_dir=data_dir / "logs")
+        await broker.astart()
+        broker_url, embedded = broker.url, True
+        # A fresh in-memory broker has no changelogs: old local table state would not match.
+        shutil.rmtree(data_dir / "worker", ignore_errors=True)
+        print(f"embedded broker: {broker_url} (pid {broker.pid})", flush=True)
+    else:
+        broker_url, embedded = settings.broker, settings.embedded_broker
+    worker = WorkerProcess(
+        worker_env(
+            broker_url=broker_url,
+            embedded=embedded,
+            data_dir=data_dir,
+            web_port=settings.web_port,
+        ),
+        log_path=data_dir / "logs" / "worker.log",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    traffic: asyncio.Task[None] | None = None
+    try:
+        worker.start()
+        print(f"worker pid {worker.pid}, log {worker.log_path}", flush=True)
+        waited = await worker.wait_ready(timeout=60)
+        print(f"ready in {waited:.1f}s", flush=True)
+        if traffic_rate:
+            bootstrap = broker_url.removeprefix("kafka://").split(",")[0]
+            traffic = asyncio.create_task(
+                publish_traffic(bootstrap, settings.topic(EVENTS), traffic_rate, 100, Market())
+            )
+            print(f"traffic: ~{traffic_rate:.0f} events/s as batch records", flush=True)
+        print(f"\n  TrustScore Stream is up:  http://127.0.0.1:{settings.web_port}/\n", flush=True)
+        print("  Ctrl-C stops everything.", flush=True)
+        waiter = asyncio.create_task(stop.wait())
+        watched: set[asyncio.Task[object]] = {waiter}  # type: ignore[arg-type]
+        if traffic is not None:
+            watched.add(traffic)  # type: ignore[arg-type]
+        while not stop.is_set():
+            done, _ = await asyncio.wait(watched, timeout=1.0, return_when="FIRST_COMPLETED")
+            if not worker.alive():
+                print(f"worker exited; log tail:\n{worker.log_tail()}", file=sys.stderr)
+                return 1
+            if traffic is not None and traffic in done:
+                traffic.result()
+        return 0
+    finally:
+        if traffic is not None:
+            traffic.cancel()
+        print("stopping…", flush=True)
+        worker.stop()
+        if broker is not None:
+            await broker.astop()
+        print("stopped.", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trustscore-stream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="embedded broker + one worker + web, no traffic")
+    demo = sub.add_parser("demo", help="dev plus generated traffic")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second")
+    sub.add_parser("worker", help="the Faust worker (extra arguments go to faust)")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "worker":
+        faust_args = ["faust", "-A", "trustscore_stream.app", "worker", *rest]
+        os.execvp(sys.executable, [sys.executable, "-m", *faust_args])
+    settings = load_settings()
+    rate = args.rate if args.command == "demo" else None
+    return asyncio.run(_run_stack(settings, rate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
