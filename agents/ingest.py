@@ -17,11 +17,11 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from trustscore_stream.agents.batches import ack_all, event_batches
+from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.events.classification import classify
 from trustscore_stream.events.deadletter import dead_letter
 from trustscore_stream.events.decoding import DecodedRecord, Rejection, decode_record
-from trustscore_stream.events.routed import Routed, encode_batch, routed
+from trustscore_stream.events.routed import Routed, encode_batches, routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.partitioning import partition_for
 from trustscore_stream.settings import Settings
@@ -38,12 +38,13 @@ class IngestStage:
         self.metrics = metrics
 
     def register(self, app: faust.App) -> None:
+        self.app = app
         app.agent(self.topics.events, name="ingest", concurrency=1)(self.run)
 
     async def run(self, stream: StreamT[Any]) -> None:
         take_max, within = self.settings.take_max, self.settings.take_within_s
         async for events in event_batches(stream, take_max, within):
-            await self.process(events)
+            await fail_fast(self.app, self.process(events))
             await ack_all(stream, events)
 
     def _decode(self, event: EventT[bytes]) -> DecodedRecord:
@@ -72,11 +73,9 @@ class IngestStage:
             for rejection in decoded.rejections:
                 await self._dead_letter(event, rejection, now_dt)
         for partition, items in batches.items():
-            await self.topics.ingest.send(
-                key=items[0].partition_key.encode(),
-                value=encode_batch(items),
-                partition=partition,
-            )
+            record_key = items[0].partition_key.encode()
+            for record in encode_batches(items):
+                await self.topics.ingest.send(key=record_key, value=record, partition=partition)
 
     async def _dead_letter(self, event: EventT[bytes], rejection: Rejection, at: datetime) -> None:
         message = event.message

@@ -22,10 +22,10 @@ import faust
 import msgspec
 from faust.types import EventT, StreamT
 
-from trustscore_stream.agents.batches import ack_all, event_batches
+from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.events.classification import Lane
 from trustscore_stream.events.deadletter import dead_letter
-from trustscore_stream.events.routed import RoutedRaw, decode_batch_raw, encode_batch
+from trustscore_stream.events.routed import RoutedRaw, decode_batch_raw, encode_batches
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.dedup import DedupStore
@@ -45,12 +45,13 @@ class RouteStage:
         self.metrics = metrics
 
     def register(self, app: faust.App) -> None:
+        self.app = app
         app.agent(self.topics.ingest, name="route", concurrency=1)(self.run)
 
     async def run(self, stream: StreamT[Any]) -> None:
         # Few, large records arrive here (one per partition per ingest take).
         async for events in event_batches(stream, 64, self.settings.take_within_s):
-            await self.process(events)
+            await fail_fast(self.app, self.process(events))
             await ack_all(stream, events)
 
     async def process(self, events: list[EventT[bytes]]) -> None:
@@ -75,13 +76,13 @@ class RouteStage:
         try:
             deliveries: list[Awaitable[Any]] = []
             for (lane, partition), items in lanes.items():
-                deliveries.append(
-                    await self.topics.lanes[lane].send(
-                        key=items[0].partition_key.encode(),
-                        value=encode_batch(items),
-                        partition=partition,
+                key = items[0].partition_key.encode()
+                for record in encode_batches(items):
+                    deliveries.append(
+                        await self.topics.lanes[lane].send(
+                            key=key, value=record, partition=partition
+                        )
                     )
-                )
                 self.metrics.routed.labels(lane).inc(len(items))
                 self.metrics.lane_records.labels(lane).inc()
             await asyncio.gather(*deliveries)
@@ -93,7 +94,6 @@ class RouteStage:
         for partition, partition_events in by_partition.items():
             writes += self.dedup.checkpoint(partition, partition_events[-1])
         self.metrics.table_writes.labels("dedup").inc(writes)
-        self.metrics.dedup_ids.set(self.dedup.size())
         self.metrics.checkpoint_seconds.labels("route").observe(time.perf_counter() - started)
 
     async def _dead_letter(self, event: EventT[bytes], detail: str) -> None:

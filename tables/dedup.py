@@ -95,4 +95,6 @@ class DedupStore:
         return writes
 
     def size(self) -> int:
+        """Ids remembered by this worker (its partitions, as restored from the changelog)."""
+        self._reload_if_rebalanced()
         return sum(len(memory) for memory in self._memories.values())

@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     metrics = Metrics()
     dedup_table = declare_dedup_table(app, settings)
     dedup = DedupStore(dedup_table, settings, generation=lambda: app.consumer_generation_id)
+    metrics.dedup_ids.set_function(dedup.size)
     ingest = IngestStage(settings, topics, metrics)
     route = RouteStage(settings, topics, dedup, metrics)
     lanes = LaneStage(settings, topics, metrics)

@@ -57,8 +57,32 @@ def routed(envelope: Envelope, classification: Classification, ingested_at: floa
     )
 
 
+# Kafka's default max request is 1 MiB: stay well below it, and within CONTRACT §2's 1,000.
+MAX_BATCH_ITEMS = 1000
+MAX_BATCH_BYTES = 512 * 1024
+
+
 def encode_batch(items: list[Routed] | list[RoutedRaw]) -> bytes:
     return _encoder.encode(items)
+
+
+def encode_batches(
+    items: list[Routed] | list[RoutedRaw],
+    max_items: int = MAX_BATCH_ITEMS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[bytes]:
+    """One or more batch records holding `items` in order, each within both limits."""
+    out: list[bytes] = []
+    pending = [items[i : i + max_items] for i in range(0, len(items), max_items)]
+    while pending:
+        chunk = pending.pop(0)
+        encoded = _encoder.encode(chunk)
+        if len(encoded) > max_bytes and len(chunk) > 1:
+            half = len(chunk) // 2
+            pending[:0] = [chunk[:half], chunk[half:]]
+            continue
+        out.append(encoded)
+    return out
 
 
 def decode_batch(raw: bytes) -> list[Routed]:
