@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,18 +60,24 @@ class IngestStage:
         now_dt = datetime.fromtimestamp(now, UTC)
         partitions = self.settings.partitions
         batches: dict[int, list[Routed]] = defaultdict(list)
-        metrics = self.metrics
+        # Counted per take, not per event: a labelled counter costs a few µs per call.
+        received: Counter[tuple[str, str]] = Counter()
+        shapes: Counter[str] = Counter()
         for event in events:
             decoded = self._decode(event)
-            metrics.records_received.labels("batch" if decoded.is_batch else "single").inc()
+            shapes["batch" if decoded.is_batch else "single"] += 1
             for envelope in decoded.envelopes:
-                metrics.events_received.labels(envelope.type, envelope.source).inc()
+                received[envelope.type, envelope.source] += 1
                 key = envelope.partition_key
                 batches[partition_for(key, partitions)].append(
                     routed(envelope, classify(envelope, now_dt), now)
                 )
             for rejection in decoded.rejections:
                 await self._dead_letter(event, rejection, now_dt)
+        for shape, count in shapes.items():
+            self.metrics.records_received.labels(shape).inc(count)
+        for (kind, source), count in received.items():
+            self.metrics.events_received.labels(kind, source).inc(count)
         for partition, items in batches.items():
             record_key = items[0].partition_key.encode()
             for record in encode_batches(items):

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from trustscore_stream.embedded import BrokerEndpoint, EmbeddedBroker, free_port
+from trustscore_stream.events.routed import decode_batch, to_builtins
 from trustscore_stream.processes import WorkerProcess, worker_env
 from trustscore_stream.settings import load_settings
 from trustscore_stream.topics import topic_specs
@@ -182,7 +183,7 @@ class Stack:
             for record in records:
                 assert record.value is not None
                 lane = record.topic.rsplit("-", 1)[1]
-                out[lane].extend(orjson.loads(record.value))
+                out[lane].extend(to_builtins(item) for item in decode_batch(record.value))
             total = sum(len(items) for items in out.values())
             if total >= until or time.monotonic() > deadline:
                 break

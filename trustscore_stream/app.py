@@ -99,9 +99,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     ingest = IngestStage(settings, topics, metrics)
     route = RouteStage(settings, topics, dedup, metrics)
     lanes = LaneStage(settings, topics, metrics)
-    ingest.register(app)
-    route.register(app)
-    lanes.register(app)
+    if "ingest" in settings.stages:
+        ingest.register(app)
+    if "route" in settings.stages:
+        route.register(app)
+    if "lanes" in settings.stages:
+        lanes.register(app)
     runtime = Runtime(settings, topics, metrics, dedup, ingest, route, lanes)
     register_health(app, runtime)
     register_metrics(app, runtime)

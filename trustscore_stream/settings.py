@@ -55,6 +55,9 @@ class Settings:
     ingest_keys: Mapping[str, str] = field(default_factory=dict)
     ingest_rate: float = 1000.0
     log_level: str = "INFO"
+    # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
+    # scale as separate worker pools (and the ingest benchmark measure ingest alone).
+    stages: frozenset[str] = frozenset({"ingest", "route", "lanes"})
 
     @property
     def broker_url(self) -> str:
@@ -158,4 +161,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
+        stages=_stages(env.get("TRUSTSCORE_STAGES")),
     )
+
+
+STAGES = ("ingest", "route", "lanes")
+
+
+def _stages(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset(STAGES)
+    chosen = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    unknown = chosen - set(STAGES)
+    if unknown or not chosen:
+        raise SettingsError(f"TRUSTSCORE_STAGES takes a comma list of {', '.join(STAGES)}")
+    return chosen

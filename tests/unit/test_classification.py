@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from tests.stack import CONTRACT, WALLET_A, WALLET_B, fraud, sale, social
-from trustscore_stream.events.classification import classify
+from trustscore_stream.events.classification import associations, classify
 from trustscore_stream.events.decoding import decode_record
 from trustscore_stream.events.envelope import Envelope
 
@@ -17,9 +17,9 @@ def event(raw: dict[str, object]) -> Envelope:
 
 
 def test_categories_and_associations() -> None:
-    c = classify(event(sale("s")), NOW)
-    assert c.category == "trade"
-    assert c.entities == (
+    e = event(sale("s"))
+    assert classify(e, NOW).category == "trade"
+    assert associations(e) == (
         f"nft:eth:{CONTRACT}:1",
         f"collection:eth:{CONTRACT}",
         f"wallet:eth:{WALLET_A}",

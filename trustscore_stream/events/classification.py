@@ -7,9 +7,10 @@ multi-factor rule (type, severity × confidence, value moved, staleness) and a l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+import msgspec
 
 from trustscore_stream.events.envelope import (
     Burn,
@@ -72,12 +73,13 @@ CRITICAL_AT = 70.0
 NORMAL_AT = 25.0
 
 
-@dataclass(frozen=True, slots=True)
-class Classification:
+class Classification(msgspec.Struct, frozen=True, gc=False):
+    """What ingest decides about an event. Its entity associations are `associations(event)`:
+    derived from the envelope wherever they are needed, not shipped with every event."""
+
     category: Category
     priority: float
     lane: Lane
-    entities: tuple[str, ...]  # every CONTRACT §1 id the event touches, the subject first
 
 
 def _price(value: str | None) -> float:
@@ -154,4 +156,4 @@ def associations(event: Envelope) -> tuple[str, ...]:
 
 def classify(event: Envelope, now: datetime) -> Classification:
     p = priority(event, now)
-    return Classification(CATEGORY_BY_TYPE[event.type], p, lane_for(p), associations(event))
+    return Classification(CATEGORY_BY_TYPE[event.type], p, lane_for(p))

@@ -16,6 +16,7 @@ from trustscore_stream.events.envelope import (
     MAX_ENVELOPE_BYTES,
     Envelope,
     decode_envelope,
+    decode_envelopes,
 )
 
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -120,11 +121,36 @@ def decode_record(raw: bytes) -> DecodedRecord:
         if isinstance(result, Rejection):
             return DecodedRecord([], [result], False)
         return DecodedRecord([result], [], False)
+    return _decode_batch(raw)
+
+
+def _split(raw: bytes) -> list[msgspec.Raw] | Rejection:
     try:
-        items = _batch_decoder.decode(raw)
+        return _batch_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         reason = INVALID_JSON if _is_utf8(raw) else INVALID_ENCODING
-        return DecodedRecord([], [Rejection(reason, f"batch record: {exc}", raw)], True)
+        return Rejection(reason, f"batch record: {exc}", raw)
+
+
+def _decode_batch(raw: bytes) -> DecodedRecord:
+    # Only a record over the envelope limit can hold an over-sized envelope: look first.
+    items = _split(raw) if len(raw) > MAX_ENVELOPE_BYTES else None
+    if isinstance(items, Rejection):
+        return DecodedRecord([], [items], True)
+    if items is None or max((len(i) for i in items), default=0) <= MAX_ENVELOPE_BYTES:
+        # Fast path: a batch whose items are all valid decodes in one pass. Any error sends
+        # it down the per-item path, which finds and reports every bad item by index.
+        try:
+            decoded = decode_envelopes(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            if 0 < len(decoded) <= MAX_BATCH_ENVELOPES:
+                return DecodedRecord(decoded, [], True)
+    if items is None:
+        items = _split(raw)
+        if isinstance(items, Rejection):
+            return DecodedRecord([], [items], True)
     if not items:
         empty = Rejection(EMPTY_BATCH, "batch record holds no envelope", raw)
         return DecodedRecord([], [empty], True)

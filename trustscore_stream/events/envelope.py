@@ -18,9 +18,6 @@ from trustscore_stream.events.ids import (
     InvalidEntityId,
     collection_id,
     nft_id,
-    normalise_address,
-    normalise_chain,
-    normalise_token_id,
     parse_entity_id,
 )
 
@@ -66,10 +63,15 @@ def _lower(address: str | None) -> str | None:
     return None if address is None else address.lower()
 
 
+def _canonical_token(token_id: str) -> str:
+    # "007" and "7" name one token; the pattern guarantees digits only.
+    return str(int(token_id)) if token_id[0] == "0" and len(token_id) > 1 else token_id
+
+
 # --- payloads -------------------------------------------------------------------------
 
 
-class MintPayload(Struct, kw_only=True, omit_defaults=True):
+class MintPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     to: Address
     creator: Address | None = None
     price: Money | None = None
@@ -81,7 +83,7 @@ class MintPayload(Struct, kw_only=True, omit_defaults=True):
         self.creator = _lower(self.creator)
 
 
-class TransferPayload(Struct, kw_only=True, omit_defaults=True, rename={"from_": "from"}):
+class TransferPayload(Struct, kw_only=True, omit_defaults=True, gc=False, rename={"from_": "from"}):
     from_: Address
     to: Address
     tx_hash: Hash | None = None
@@ -91,7 +93,7 @@ class TransferPayload(Struct, kw_only=True, omit_defaults=True, rename={"from_":
         self.to = self.to.lower()
 
 
-class SalePayload(Struct, kw_only=True, omit_defaults=True):
+class SalePayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     seller: Address
     buyer: Address
     price: Money
@@ -104,7 +106,7 @@ class SalePayload(Struct, kw_only=True, omit_defaults=True):
         self.buyer = self.buyer.lower()
 
 
-class ListingPayload(Struct, kw_only=True, omit_defaults=True):
+class ListingPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     seller: Address
     price: Money
     currency: Currency
@@ -114,19 +116,19 @@ class ListingPayload(Struct, kw_only=True, omit_defaults=True):
         self.seller = self.seller.lower()
 
 
-class BurnPayload(Struct, kw_only=True, omit_defaults=True, rename={"from_": "from"}):
+class BurnPayload(Struct, kw_only=True, omit_defaults=True, gc=False, rename={"from_": "from"}):
     from_: Address
 
     def __post_init__(self) -> None:
         self.from_ = self.from_.lower()
 
 
-class MetadataUpdatePayload(Struct, kw_only=True, omit_defaults=True):
+class MetadataUpdatePayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     fields: Annotated[list[ShortText], Meta(max_length=256)]
     frozen: bool | None = None
 
 
-class MarketDataPayload(Struct, kw_only=True, omit_defaults=True):
+class MarketDataPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     floor_price: Money
     currency: Currency
     volume_24h: Money | None = None
@@ -134,7 +136,7 @@ class MarketDataPayload(Struct, kw_only=True, omit_defaults=True):
     holders: Count | None = None
 
 
-class CollectionVerifiedPayload(Struct, kw_only=True, omit_defaults=True):
+class CollectionVerifiedPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     verified: bool
     creator: Address | None = None
     audit_score: Score100 | None = None
@@ -150,7 +152,7 @@ def _entity(raw: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-class FraudFindingPayload(Struct, kw_only=True, omit_defaults=True):
+class FraudFindingPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     entity: Annotated[str, Meta(max_length=200)]
     finding: Finding
     severity: Severity
@@ -162,7 +164,7 @@ class FraudFindingPayload(Struct, kw_only=True, omit_defaults=True):
         self.entity = _entity(self.entity)
 
 
-class SocialSignalPayload(Struct, kw_only=True, omit_defaults=True):
+class SocialSignalPayload(Struct, kw_only=True, omit_defaults=True, gc=False):
     entity: Annotated[str, Meta(max_length=200)]
     sentiment: Sentiment
     mentions: Count
@@ -175,7 +177,7 @@ class SocialSignalPayload(Struct, kw_only=True, omit_defaults=True):
 # --- envelopes ------------------------------------------------------------------------
 
 
-class _Envelope(Struct, kw_only=True, tag_field="type", omit_defaults=True):
+class _Envelope(Struct, kw_only=True, tag_field="type", omit_defaults=True, gc=False):
     """Fields every event has. Subclasses fix `type` (the tag) and the payload."""
 
     event_id: EventId
@@ -185,7 +187,9 @@ class _Envelope(Struct, kw_only=True, tag_field="type", omit_defaults=True):
     chain: Chain = "eth"
 
     def _normalise_chain(self) -> None:
-        self.chain = normalise_chain(self.chain)
+        # Patterns on the fields already validated the shapes; only the case is left.
+        if self.chain != "eth":
+            self.chain = self.chain.lower()
 
     @property
     def type(self) -> str:
@@ -209,8 +213,8 @@ class _NftEnvelope(_Envelope, kw_only=True):
 
     def __post_init__(self) -> None:
         self._normalise_chain()
-        self.contract = normalise_address(self.contract)
-        self.token_id = normalise_token_id(self.token_id)
+        self.contract = self.contract.lower()
+        self.token_id = _canonical_token(self.token_id)
 
     @property
     def entity(self) -> str:
@@ -227,9 +231,9 @@ class _CollectionEnvelope(_Envelope, kw_only=True):
 
     def __post_init__(self) -> None:
         self._normalise_chain()
-        self.contract = normalise_address(self.contract)
+        self.contract = self.contract.lower()
         if self.token_id is not None:
-            self.token_id = normalise_token_id(self.token_id)
+            self.token_id = _canonical_token(self.token_id)
 
     @property
     def entity(self) -> str:
@@ -247,9 +251,9 @@ class _AnyEnvelope(_Envelope, kw_only=True):
     def __post_init__(self) -> None:
         self._normalise_chain()
         if self.contract is not None:
-            self.contract = normalise_address(self.contract)
+            self.contract = self.contract.lower()
         if self.token_id is not None:
-            self.token_id = normalise_token_id(self.token_id)
+            self.token_id = _canonical_token(self.token_id)
 
     @property
     def entity(self) -> str:
@@ -257,8 +261,9 @@ class _AnyEnvelope(_Envelope, kw_only=True):
 
     @property
     def partition_key(self) -> str:
-        entity = parse_entity_id(self.entity)
-        return entity.collection or str(entity)
+        # `entity` was normalised on decode: "kind:chain:address[:token]".
+        kind, chain, address = self.entity.split(":", 3)[:3]
+        return self.entity if kind == "wallet" else collection_id(chain, address)
 
 
 class Mint(_NftEnvelope, kw_only=True, tag="mint"):
@@ -331,12 +336,18 @@ ENVELOPE_CLASSES: dict[str, type[_Envelope]] = {
 }
 
 _decoder: msgspec.json.Decoder[Envelope] = msgspec.json.Decoder(Envelope)  # type: ignore[arg-type]
+_batch_decoder: msgspec.json.Decoder[list[Envelope]] = msgspec.json.Decoder(list[Envelope])  # type: ignore[valid-type]
 _encoder = msgspec.json.Encoder()
 
 
 def decode_envelope(raw: bytes | memoryview) -> Envelope:
     """Decode and validate one envelope; raise msgspec.DecodeError/ValidationError."""
     return _decoder.decode(raw)
+
+
+def decode_envelopes(raw: bytes) -> list[Envelope]:
+    """Decode a whole batch record in one pass; raises if any item is bad."""
+    return _batch_decoder.decode(raw)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

@@ -1,8 +1,11 @@
 """The record shapes of the internal topics: `trustscore-ingest` and the lane topics.
 
-Both carry batches (a JSON array) of routed events: a validated, normalised envelope plus
-what classification found. Stages that only move events (dedup, lane routing) decode the
-envelope as raw JSON and pass it through unparsed; the scoring stage decodes it typed.
+Both carry batches (a JSON array) of routed events, each a JSON array
+`[event_id, lane, priority, category, partition_key, ingested_at, envelope]`: a validated,
+normalised envelope plus what classification found. Positional arrays keep these records
+small and quick to decode; they are internal, `to_builtins` names the fields. Stages that
+only move events (dedup, lane routing) keep the envelope as raw JSON and pass it through
+unparsed; the scoring stage decodes it typed.
 """
 
 from __future__ import annotations
@@ -11,29 +14,32 @@ from typing import Any
 
 import msgspec
 
-from trustscore_stream.events.classification import Classification
+from trustscore_stream.events.classification import Classification, associations
 from trustscore_stream.events.envelope import Envelope
 
 
-class Routed(msgspec.Struct, kw_only=True):
+class Routed(msgspec.Struct, array_like=True, gc=False):
     event_id: str
     lane: str
     priority: float
     category: str
-    entities: list[str]
     partition_key: str
     ingested_at: float  # unix seconds when the ingest stage accepted it
     envelope: Envelope
 
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """Every CONTRACT §1 id the event touches, its subject first."""
+        return associations(self.envelope)
 
-class RoutedRaw(msgspec.Struct, kw_only=True):
+
+class RoutedRaw(msgspec.Struct, array_like=True, gc=False):
     """Same wire shape as Routed, with the envelope kept as undecoded JSON."""
 
     event_id: str
     lane: str
     priority: float
     category: str
-    entities: list[str]
     partition_key: str
     ingested_at: float
     envelope: msgspec.Raw
@@ -46,14 +52,13 @@ _raw_decoder = msgspec.json.Decoder(list[RoutedRaw])
 
 def routed(envelope: Envelope, classification: Classification, ingested_at: float) -> Routed:
     return Routed(
-        event_id=envelope.event_id,
-        lane=classification.lane,
-        priority=round(classification.priority, 2),
-        category=classification.category,
-        entities=list(classification.entities),
-        partition_key=envelope.partition_key,
-        ingested_at=ingested_at,
-        envelope=envelope,
+        envelope.event_id,
+        classification.lane,
+        classification.priority,
+        classification.category,
+        envelope.partition_key,
+        ingested_at,
+        envelope,
     )
 
 
@@ -93,5 +98,15 @@ def decode_batch_raw(raw: bytes) -> list[RoutedRaw]:
     return _raw_decoder.decode(raw)
 
 
-def to_builtins(item: Routed | RoutedRaw) -> dict[str, Any]:
-    return msgspec.to_builtins(item)  # type: ignore[no-any-return]
+def to_builtins(item: Routed) -> dict[str, Any]:
+    """A routed event as a plain dict with named fields (for logs, tests and tools)."""
+    return {
+        "event_id": item.event_id,
+        "lane": item.lane,
+        "priority": item.priority,
+        "category": item.category,
+        "partition_key": item.partition_key,
+        "ingested_at": item.ingested_at,
+        "entities": list(item.entities),
+        "envelope": msgspec.to_builtins(item.envelope),
+    }
