@@ -38,6 +38,9 @@ from trustscore_stream.topics_admin import ensure_topics  # noqa: E402
 from trustscore_stream.traffic import Market, TrafficGenerator  # noqa: E402
 
 
+LOOP = os.environ.get("BENCH_LOOP", "uvloop")
+
+
 def make_input(events: int, shape: str) -> list[bytes]:
     generator = TrafficGenerator(Market(collections=100, nfts=10_000, wallets=5_000, seed=1))
     envelopes = list(generator.events(events))
@@ -97,7 +100,9 @@ async def run_once(
             "TRUSTSCORE_STAGES": "ingest,route",
         },
     )
-    worker = WorkerProcess(env, log_path=tmp / "logs" / f"{prefix}{mode}.log", loglevel="warn")
+    worker = WorkerProcess(
+        env, log_path=tmp / "logs" / f"{prefix}{mode}.log", loglevel="warn", loop=LOOP
+    )
     if mode != "pipeline":
         # Same launcher, other app: the reference agents.
         worker.start = _baseline_start(worker)  # type: ignore[method-assign]
@@ -163,7 +168,8 @@ def _baseline_start(worker: WorkerProcess):  # type: ignore[no-untyped-def]
     def start() -> WorkerProcess:
         worker.log_path.parent.mkdir(parents=True, exist_ok=True)
         Path(worker.env["TRUSTSCORE_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "faust", "-A", "bench.baselines", "worker", "-l", "warn"]
+        command = [sys.executable, "-m", "faust", "-L", worker.loop, "-A", "bench.baselines"]
+        command += ["worker", "-l", "warn"]
         command += ["--web-port", str(worker.web_port)]
         with open(worker.log_path, "ab") as log:
             worker.proc = subprocess.Popen(

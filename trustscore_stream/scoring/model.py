@@ -1,0 +1,200 @@
+"""Factor ids, weights, the composite score and its result types (docs/scoring.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from msgspec import Struct
+
+from trustscore_stream.scoring.common import clamp
+
+MODEL_VERSION = "1"
+
+MARKET_INTEGRITY = "market_integrity"
+PROVENANCE = "provenance"
+FRAUD_RISK = "fraud_risk"
+CREATOR_REPUTATION = "creator_reputation"
+COLLECTION_HEALTH = "collection_health"
+LIQUIDITY = "liquidity"
+SOCIAL_SENTIMENT = "social_sentiment"
+METADATA_STABILITY = "metadata_stability"
+
+FACTOR_IDS: tuple[str, ...] = (
+    MARKET_INTEGRITY,
+    PROVENANCE,
+    FRAUD_RISK,
+    CREATOR_REPUTATION,
+    COLLECTION_HEALTH,
+    LIQUIDITY,
+    SOCIAL_SENTIMENT,
+    METADATA_STABILITY,
+)
+
+# Default weights (sum 1): direct manipulation and fraud evidence first, gameable social last.
+WEIGHTS: dict[str, float] = {
+    MARKET_INTEGRITY: 0.20,
+    FRAUD_RISK: 0.20,
+    PROVENANCE: 0.15,
+    COLLECTION_HEALTH: 0.12,
+    CREATOR_REPUTATION: 0.10,
+    LIQUIDITY: 0.08,
+    METADATA_STABILITY: 0.08,
+    SOCIAL_SENTIMENT: 0.07,
+}
+
+# No data → "caution": absence of evidence is neither trust nor fraud.
+PRIOR_VALUE = 50.0
+# 1 % of the total weight: decides only when nothing else has data.
+PRIOR_WEIGHT = 0.01
+
+HIGH_TRUST_AT = 80.0
+MODERATE_AT = 60.0
+CAUTION_AT = 40.0
+
+# An unresolved critical finding keeps the score deep in high_risk (< 40), whatever else.
+CRITICAL_CAP = 30.0
+# An unresolved high finding keeps it at most in caution.
+HIGH_CAP = 55.0
+# Below even odds a finding is a suspicion for the weighted factor, not an override.
+CAP_MIN_CONFIDENCE = 0.5
+
+# Evidence strings per factor: enough to explain, few enough for a push notification.
+MAX_EVIDENCE = 5
+# Score and values to 0.1 so decay does not bump CONTRACT's `version` on every read.
+SCORE_DECIMALS = 1
+CONFIDENCE_DECIMALS = 3
+
+NO_DATA = "no data"
+
+Level = Literal["high_trust", "moderate", "caution", "high_risk"]
+
+
+class FactorValue(Struct, frozen=True):
+    """What a factor says: value 0–100 (higher = more trustworthy), confidence 0–1, why."""
+
+    value: float
+    confidence: float
+    evidence: tuple[str, ...] = ()
+
+
+def no_data(value: float = PRIOR_VALUE) -> FactorValue:
+    return FactorValue(value, 0.0, (NO_DATA,))
+
+
+class Cap(Struct, frozen=True):
+    """An upper bound on the composite and the reason for it."""
+
+    limit: float
+    reason: str
+
+
+class FactorScore(Struct, frozen=True):
+    value: float
+    weight: float
+    confidence: float
+    evidence: tuple[str, ...]
+
+
+class ScoreResult(Struct, frozen=True):
+    score: float
+    level: Level
+    confidence: float
+    factors: dict[str, FactorScore]
+    model_version: str = MODEL_VERSION
+    capped_by: str | None = None
+
+    def to_contract(self) -> dict[str, object]:
+        """The score fields of CONTRACT §3 (the stream layer adds entity, version, updated_at)."""
+        return {
+            "score": self.score,
+            "level": self.level,
+            "confidence": self.confidence,
+            "model_version": self.model_version,
+            "factors": {
+                fid: {
+                    "value": f.value,
+                    "weight": f.weight,
+                    "confidence": f.confidence,
+                    "evidence": list(f.evidence),
+                }
+                for fid, f in self.factors.items()
+            },
+        }
+
+
+def level_for(score: float) -> Level:
+    if score >= HIGH_TRUST_AT:
+        return "high_trust"
+    if score >= MODERATE_AT:
+        return "moderate"
+    if score >= CAUTION_AT:
+        return "caution"
+    return "high_risk"
+
+
+def _round(x: float, digits: int) -> float:
+    return round(x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def composite(
+    factors: Mapping[str, FactorValue],
+    caps: Iterable[Cap] = (),
+    weights: Mapping[str, float] = WEIGHTS,
+) -> ScoreResult:
+    """Weighted mean by weight × confidence, with a prior, one-sided fraud_risk and caps."""
+    num = PRIOR_WEIGHT * PRIOR_VALUE
+    den = PRIOR_WEIGHT
+    total_conf = 0.0
+    for fid in FACTOR_IDS:
+        f = factors.get(fid)
+        if f is None:
+            continue
+        conf = clamp(f.confidence, 0.0, 1.0)
+        total_conf += weights[fid] * conf
+        if fid == FRAUD_RISK:
+            continue
+        e = weights[fid] * conf
+        num += e * clamp(f.value)
+        den += e
+    score = num / den
+    fraud = factors.get(FRAUD_RISK)
+    if fraud is not None:
+        e = weights[FRAUD_RISK] * clamp(fraud.confidence, 0.0, 1.0)
+        value = clamp(fraud.value)
+        # One-sided: findings may only lower the score (docs/scoring.md §3).
+        if e > 0 and value < score:
+            score = (num + e * value) / (den + e)
+    capped_by: str | None = None
+    binding = min(caps, key=lambda c: (c.limit, c.reason), default=None)
+    if binding is not None and score > binding.limit:
+        score = binding.limit
+        capped_by = binding.reason
+    score = _round(clamp(score), SCORE_DECIMALS)
+    out: dict[str, FactorScore] = {}
+    for fid in FACTOR_IDS:
+        f = factors.get(fid) or no_data()
+        out[fid] = FactorScore(
+            value=_round(clamp(f.value), SCORE_DECIMALS),
+            weight=weights[fid],
+            confidence=_round(clamp(f.confidence, 0.0, 1.0), CONFIDENCE_DECIMALS),
+            evidence=tuple(f.evidence[:MAX_EVIDENCE]),
+        )
+    return ScoreResult(
+        score=score,
+        level=level_for(score),
+        confidence=_round(clamp(total_conf, 0.0, 1.0), CONFIDENCE_DECIMALS),
+        factors=out,
+        capped_by=capped_by,
+    )
+
+
+def factors_changed(old: ScoreResult | None, new: ScoreResult) -> tuple[str, ...]:
+    """Factor ids whose value changed (CONTRACT's `factors_changed`)."""
+    if old is None:
+        return tuple(new.factors)
+    return tuple(
+        fid
+        for fid, f in new.factors.items()
+        if fid not in old.factors or old.factors[fid].value != f.value
+    )

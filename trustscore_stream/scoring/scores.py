@@ -1,0 +1,239 @@
+"""Reading scores: state (+ collection and wallet summaries) and `now` → ScoreResult."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from trustscore_stream.events.ids import parse_entity_id, wallet_id
+from trustscore_stream.scoring import (
+    collection_health,
+    creator,
+    fraud,
+    liquidity,
+    market_integrity,
+    metadata,
+    provenance,
+    social,
+)
+from trustscore_stream.scoring.common import ts
+from trustscore_stream.scoring.creator import CollectionReport, WalletSummary
+from trustscore_stream.scoring.fraud import (
+    SCOPE_COLLECTION,
+    SCOPE_CREATOR,
+    SCOPE_NFT,
+    SCOPE_WALLET,
+    SEVERITIES,
+    Scoped,
+)
+from trustscore_stream.scoring.model import (
+    COLLECTION_HEALTH,
+    CREATOR_REPUTATION,
+    FRAUD_RISK,
+    LIQUIDITY,
+    MARKET_INTEGRITY,
+    METADATA_STABILITY,
+    PROVENANCE,
+    SOCIAL_SENTIMENT,
+    Cap,
+    FactorValue,
+    ScoreResult,
+    composite,
+    no_data,
+)
+from trustscore_stream.scoring.state import CollectionState, NftState, WalletState
+
+
+def _chain(entity: str) -> str:
+    return parse_entity_id(entity).chain
+
+
+def _address(wallet_key: str | None) -> str:
+    return "" if wallet_key is None else wallet_key.rsplit(":", 1)[-1]
+
+
+def creator_of(nft: NftState | None, collection: CollectionState | None) -> str | None:
+    """The creator's wallet id: a verification names it, else the mint, else the collection."""
+    address = ""
+    if collection is not None and collection.creator_verified and collection.creator:
+        address = collection.creator
+    elif nft is not None and nft.provenance.creator:
+        address = nft.provenance.creator
+    elif collection is not None and collection.creator:
+        address = collection.creator
+    owner = nft if nft is not None else collection
+    if not address or owner is None:
+        return None
+    return wallet_id(_chain(owner.id), address)
+
+
+def chain_wallets(nft: NftState) -> tuple[str, ...]:
+    """Wallet ids whose summaries `score_nft(wallets=…)` may need (owners, newest first)."""
+    chain = _chain(nft.id)
+    return tuple(wallet_id(chain, a) for a in provenance.chain_wallets(nft.provenance))
+
+
+def _flags(
+    nft: NftState, wallets: Mapping[str, WalletSummary] | None
+) -> dict[str, tuple[float, str]]:
+    if not wallets:
+        return {}
+    chain = _chain(nft.id)
+    out: dict[str, tuple[float, str]] = {}
+    for address in provenance.chain_wallets(nft.provenance):
+        summary = wallets.get(wallet_id(chain, address))
+        if summary is None:
+            continue
+        hit = fraud.worst(summary.findings)
+        if hit is None or hit[0] <= 0:
+            continue
+        weight, kind, rec = hit
+        out[address] = (
+            weight,
+            f"{kind}, {SEVERITIES[rec.severity]}, confidence {rec.confidence:.2f}",
+        )
+    return out
+
+
+def _with_caps(fr: FactorValue, caps: list[Cap]) -> FactorValue:
+    if not caps:
+        return fr
+    lowest = min(caps, key=lambda c: (c.limit, c.reason))
+    note = f"caps the score at {lowest.limit:g}: {lowest.reason}"
+    return FactorValue(fr.value, fr.confidence, (note, *fr.evidence))
+
+
+def _creator_scope(summary: WalletSummary | None, address: str) -> list[Scoped]:
+    if summary is None:
+        return []
+    return [Scoped(f"its creator {address or summary.address}", SCOPE_CREATOR, summary.findings)]
+
+
+def score_nft(
+    nft: NftState,
+    collection: CollectionState | None,
+    creator_summary: WalletSummary | None,
+    now: datetime,
+    *,
+    wallets: Mapping[str, WalletSummary] | None = None,
+) -> ScoreResult:
+    """Score an NFT from its state, its collection's state and its creator's summary.
+
+    `wallets`: summaries of flagged wallets by wallet id (see `chain_wallets`); absent = clean.
+    """
+    n = ts(now)
+    entity = parse_entity_id(nft.id)
+    coll = collection or CollectionState(id=entity.collection or "")
+    creator_address = _address(creator_of(nft, coll))
+    if not creator_address and creator_summary is not None:
+        creator_address = creator_summary.address
+    scopes = [
+        Scoped("this NFT", SCOPE_NFT, nft.findings),
+        Scoped("its collection", SCOPE_COLLECTION, coll.findings),
+        *_creator_scope(creator_summary, creator_address),
+    ]
+    caps = fraud.caps(scopes)
+    verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    factors = {
+        MARKET_INTEGRITY: market_integrity.nft_value(
+            nft.market, market_integrity.collection_value(coll.market, n), n
+        ),
+        PROVENANCE: provenance.value(
+            nft.provenance,
+            verified=coll.verified,
+            verified_creator=verified_creator,
+            flags=_flags(nft, wallets),
+            now=n,
+        ),
+        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        CREATOR_REPUTATION: creator.value(
+            creator_address,
+            creator_summary,
+            exclude=coll.id,
+            verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
+        ),
+        COLLECTION_HEALTH: collection_health.value(coll.health, n),
+        LIQUIDITY: liquidity.nft_value(
+            nft.liquidity, liquidity.collection_value(coll.liquidity, n), n
+        ),
+        SOCIAL_SENTIMENT: social.value(
+            [(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n
+        ),
+        METADATA_STABILITY: metadata.value(nft.metadata, nft.provenance.minted_at, n),
+    }
+    return composite(factors, caps)
+
+
+def score_collection(
+    collection: CollectionState, creator_summary: WalletSummary | None, now: datetime
+) -> ScoreResult:
+    n = ts(now)
+    coll = collection
+    creator_address = _address(creator_of(None, coll))
+    if not creator_address and creator_summary is not None:
+        creator_address = creator_summary.address
+    scopes = [
+        Scoped("this collection", SCOPE_COLLECTION, coll.findings),
+        *_creator_scope(creator_summary, creator_address),
+    ]
+    caps = fraud.caps(scopes)
+    verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    factors = {
+        MARKET_INTEGRITY: market_integrity.collection_value(coll.market, n),
+        PROVENANCE: provenance.collection_value(
+            verified=coll.verified,
+            creator=coll.creator,
+            creator_verified=coll.creator_verified,
+            mints=coll.mints,
+        ),
+        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        CREATOR_REPUTATION: creator.value(
+            creator_address,
+            creator_summary,
+            exclude=coll.id,
+            verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
+        ),
+        COLLECTION_HEALTH: collection_health.value(coll.health, n),
+        LIQUIDITY: liquidity.collection_value(coll.liquidity, n),
+        SOCIAL_SENTIMENT: social.value([(coll.social, 1.0)], n),
+        METADATA_STABILITY: metadata.collection_value(coll.metadata, coll.health.book.tokens, n),
+    }
+    return composite(factors, caps)
+
+
+def score_wallet(wallet: WalletState, now: datetime) -> ScoreResult:
+    """A wallet's own findings and sentiment, and its record as a creator."""
+    n = ts(now)
+    scopes = [Scoped("this wallet", SCOPE_WALLET, wallet.findings)]
+    caps = fraud.caps(scopes)
+    address = _address(wallet.id)
+    creator_factor = no_data()
+    if wallet.collections:
+        summary = WalletSummary(id=wallet.id, collections=dict(wallet.collections))
+        creator_factor = creator.value(address, summary, exclude="", verified_for_creator=False)
+    factors = {
+        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        SOCIAL_SENTIMENT: social.value([(wallet.social, 1.0)], n),
+        CREATOR_REPUTATION: creator_factor,
+    }
+    return composite(factors, caps)
+
+
+def collection_report(
+    collection: CollectionState, now: datetime
+) -> tuple[str, CollectionReport] | None:
+    """The report to forward to the collection's creator wallet key, if the creator is known."""
+    key = creator_of(None, collection)
+    if key is None:
+        return None
+    health = collection_health.value(collection.health, ts(now))
+    worst = fraud.flagged(collection.findings)
+    flagged = "" if worst is None else fraud.describe(worst[0], worst[1], "the collection")
+    return key, CollectionReport(
+        collection=collection.id,
+        t=ts(now),
+        health=round(health.value, 1),
+        health_confidence=round(health.confidence, 3),
+        verified=collection.verified,
+        flagged=flagged,
+    )
