@@ -37,7 +37,6 @@ from trustscore_stream.topics import topic_specs  # noqa: E402
 from trustscore_stream.topics_admin import ensure_topics  # noqa: E402
 from trustscore_stream.traffic import Market, TrafficGenerator  # noqa: E402
 
-
 LOOP = os.environ.get("BENCH_LOOP", "uvloop")
 
 

@@ -51,7 +51,7 @@ class WorkerProcess:
     env: dict[str, str]
     log_path: Path
     loglevel: str = "info"
-    loop: str = "uvloop"  # libuv's event loop: less per-record asyncio overhead (docs/benchmarks.md)
+    loop: str = "uvloop"  # libuv event loop: less asyncio overhead per record
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
 
