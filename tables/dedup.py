@@ -20,11 +20,16 @@ from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
 
 TABLE_NAME = "dedup"
+# The scoring stage's own memory: lane records are at-least-once, and its dedup must be
+# checkpointed with the state it guards.
+SCORING_DEDUP_TABLE = "scoring-dedup"
 
 
-def declare_dedup_table(app: faust.App, settings: Settings) -> TableT[str, bytes]:
+def declare_dedup_table(
+    app: faust.App, settings: Settings, name: str = TABLE_NAME
+) -> TableT[str, bytes]:
     return app.Table(
-        TABLE_NAME,
+        name,
         default=None,
         partitions=settings.partitions,
         key_type=str,

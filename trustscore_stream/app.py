@@ -7,23 +7,30 @@ settings.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
+from sqlalchemy import Engine
 
 from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.route import RouteStage
+from trustscore_stream.agents.scoring import ScoringStage
+from trustscore_stream.db.engine import create_engine_for
+from trustscore_stream.db.migrate import upgrade
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings, load_settings
-from trustscore_stream.tables.dedup import DedupStore, declare_dedup_table
+from trustscore_stream.tables.dedup import SCORING_DEDUP_TABLE, DedupStore, declare_dedup_table
+from trustscore_stream.tables.entity_state import EntityStore, declare_entity_table
 from trustscore_stream.topics import Topics, declare_topics
 from trustscore_stream.web.health import register_health
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
+from trustscore_stream.web.scores import register_scores
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,9 @@ class Runtime:
     ingest: IngestStage
     route: RouteStage
     lanes: LaneStage
+    scoring: ScoringStage
+    entities: EntityStore
+    engine: Engine
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -98,20 +108,43 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     metrics.dedup_ids.set_function(dedup.size)
     ingest = IngestStage(settings, topics, metrics)
     route = RouteStage(settings, topics, dedup, metrics)
-    lanes = LaneStage(settings, topics, metrics)
+    engine = create_engine_for(settings.effective_database_url)
+    entities = EntityStore(
+        declare_entity_table(app, settings), generation=lambda: app.consumer_generation_id
+    )
+    scoring_dedup = DedupStore(
+        declare_dedup_table(app, settings, SCORING_DEDUP_TABLE),
+        settings,
+        generation=lambda: app.consumer_generation_id,
+    )
+    scoring = ScoringStage(settings, topics, metrics, entities, scoring_dedup, engine)
+    lanes = LaneStage(settings, topics, metrics, handler=scoring.handle)
     if "ingest" in settings.stages:
         ingest.register(app)
     if "route" in settings.stages:
         route.register(app)
     if "lanes" in settings.stages:
         lanes.register(app)
-    runtime = Runtime(settings, topics, metrics, dedup, ingest, route, lanes)
+    runtime = Runtime(
+        settings, topics, metrics, dedup, ingest, route, lanes, scoring, entities, engine
+    )
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_ingest(app, runtime)
+    register_scores(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
+    app.task(_migrate_database(settings, scoring))
     return app, runtime
+
+
+def _migrate_database(settings: Settings, scoring: ScoringStage) -> Any:
+    async def migrate() -> None:
+        # The data dir (home of the default SQLite file) was created by create_app.
+        await asyncio.to_thread(upgrade, settings.effective_database_url)
+        scoring.db_ready.set()
+
+    return migrate
 
 
 def _declare_send_only_topics(topics: Topics) -> Any:

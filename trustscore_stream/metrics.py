@@ -81,6 +81,22 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.deltas = Counter(
+            "trustscore_score_changes_published_total",
+            "Score versions published to the deltas topic",
+            registry=r,
+        )
+        self.db_failures = Counter(
+            "trustscore_db_write_failures_total",
+            "Database writes that failed (the batch is retried)",
+            registry=r,
+        )
+        self.db_write_seconds = Histogram(
+            "trustscore_db_write_seconds",
+            "Duration of one batched database write",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.dedup_ids = Gauge(
             "trustscore_dedup_ids",
             "Event ids held in the dedup memory of this worker",

@@ -52,6 +52,8 @@ class Settings:
     retry_max_delay_s: float = 60.0
     # Lanes: bulk waits at most this long behind critical/normal work (no starvation).
     lane_max_wait_s: float = 2.0
+    # A score change smaller than this (points) is not published.
+    significance: float = 0.5
     ingest_keys: Mapping[str, str] = field(default_factory=dict)
     ingest_rate: float = 1000.0
     log_level: str = "INFO"
@@ -158,6 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_base_delay_s=_float(env, "TRUSTSCORE_RETRY_BASE_DELAY", 0.5),
         retry_max_delay_s=_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
         lane_max_wait_s=_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
+        significance=_float(env, "TRUSTSCORE_SIGNIFICANCE", 0.5),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),

@@ -1,0 +1,146 @@
+"""When a new score is published, and what the published records look like (pure).
+
+A score is published (its `version` bumps, a delta goes out, a history row is written)
+when it first exists, when it moves by at least the significance threshold, or when its
+level changes. The last published score is kept with the entity's state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from trustscore_stream.events.deadletter import rfc3339
+from trustscore_stream.scoring.model import ScoreResult, factors_changed
+from trustscore_stream.scoring.state import State
+
+# A delta only for moves of at least half a point: finer moves are noise to a reader.
+DEFAULT_SIGNIFICANCE = 0.5
+
+
+class Published(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """The last published score of an entity."""
+
+    version: int = 0
+    score: float | None = None
+    level: str | None = None
+    at: str | None = None  # RFC 3339
+    factors: dict[str, float] = {}  # factor id -> value, to name what changed
+
+
+class Stored(msgspec.Struct, frozen=True, gc=False):
+    """What the entity-state table holds per key: the factor state and the publication."""
+
+    state: State
+    published: Published = Published()
+
+
+class Publication(msgspec.Struct, gc=False):
+    entity: str
+    version: int
+    score: float
+    previous: float | None
+    level: str
+    factors_changed: tuple[str, ...]
+    cause_event_id: str | None
+    at: datetime
+    result: ScoreResult
+
+
+def should_publish(previous: Published, result: ScoreResult, threshold: float) -> bool:
+    if previous.score is None:
+        return True
+    if previous.level != result.level:
+        return True
+    return abs(result.score - previous.score) >= threshold
+
+
+def changed_factors(previous: Published, result: ScoreResult) -> tuple[str, ...]:
+    if not previous.factors:
+        return tuple(result.factors)
+    return tuple(fid for fid, f in result.factors.items() if previous.factors.get(fid) != f.value)
+
+
+def publish(
+    entity: str,
+    previous: Published,
+    result: ScoreResult,
+    cause_event_id: str | None,
+    at: datetime,
+) -> tuple[Published, Publication]:
+    version = previous.version + 1
+    publication = Publication(
+        entity=entity,
+        version=version,
+        score=result.score,
+        previous=previous.score,
+        level=result.level,
+        factors_changed=changed_factors(previous, result),
+        cause_event_id=cause_event_id,
+        at=at,
+        result=result,
+    )
+    published = Published(
+        version=version,
+        score=result.score,
+        level=result.level,
+        at=rfc3339(at),
+        factors={fid: f.value for fid, f in result.factors.items()},
+    )
+    return published, publication
+
+
+def delta_record(p: Publication) -> dict[str, Any]:
+    """The CONTRACT §6 delta: the SSE `score` data plus `model_version`."""
+    previous = p.previous
+    return {
+        "entity": p.entity,
+        "score": p.score,
+        "previous": previous,
+        "delta": None if previous is None else round(p.score - previous, 1),
+        "level": p.level,
+        "factors_changed": list(p.factors_changed),
+        "cause_event_id": p.cause_event_id,
+        "version": p.version,
+        "at": rfc3339(p.at),
+        "model_version": p.result.model_version,
+    }
+
+
+def score_document(
+    entity: str, result: ScoreResult, published: Published, threshold: float
+) -> dict[str, Any]:
+    """The CONTRACT §3 answer for a score computed now. A score that moved past the last
+    published one by the threshold is the next version, about to be published."""
+    pending = should_publish(published, result, threshold)
+    version = published.version + (1 if pending else 0)
+    factors = {
+        fid: {"value": f.value, "weight": f.weight, "evidence": list(f.evidence)}
+        for fid, f in result.factors.items()
+    }
+    return {
+        "entity": entity,
+        "score": result.score,
+        "level": result.level,
+        "confidence": result.confidence,
+        "model_version": result.model_version,
+        "version": version,
+        "updated_at": published.at,
+        "factors": factors,
+    }
+
+
+__all__ = [
+    "DEFAULT_SIGNIFICANCE",
+    "Publication",
+    "Published",
+    "Stored",
+    "changed_factors",
+    "delta_record",
+    "factors_changed",
+    "publish",
+    "score_document",
+    "should_publish",
+]
