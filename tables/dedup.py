@@ -1,6 +1,6 @@
 """Changelog-backed memory of seen event ids, written once per partition per checkpoint.
 
-Table `dedup`: key `"{partition}:{hour_bucket}:{seq}"` (raw str), value: a JSON array of the
+Table `dedup`: key `b"{partition}:{hour_bucket}:{seq}"` (raw bytes), value: a JSON array of the
 event ids first seen on that partition during one checkpoint. The in-memory index of every
 partition is rebuilt from the table after each rebalance (the table is restored from its
 changelog first), so a duplicate is recognised across restarts, kill -9 and rebalances.
@@ -27,12 +27,12 @@ SCORING_DEDUP_TABLE = "scoring-dedup"
 
 def declare_dedup_table(
     app: faust.App, settings: Settings, name: str = TABLE_NAME
-) -> TableT[str, bytes]:
+) -> TableT[bytes, bytes]:
     return app.Table(
         name,
         default=None,
         partitions=settings.partitions,
-        key_type=str,
+        key_type=bytes,  # str keys would be serialised as JSON strings
         value_type=bytes,
         help="Seen event ids per partition, one entry per checkpoint.",
     )
@@ -43,7 +43,7 @@ class DedupStore:
 
     def __init__(
         self,
-        table: TableT[str, bytes],
+        table: TableT[bytes, bytes],
         settings: Settings,
         generation: Callable[[], int],
         clock: Callable[[], float] = time.time,
@@ -67,7 +67,7 @@ class DedupStore:
             return
         memories: dict[int, DedupMemory] = {}
         for key, value in self._table.items():
-            partition, _, chunk_key = str(key).partition(":")
+            partition, _, chunk_key = key.decode().partition(":")
             memory = memories.get(int(partition))
             if memory is None:
                 memory = memories[int(partition)] = self._new_memory()
@@ -92,10 +92,10 @@ class DedupStore:
             chunk = memory.take_pending(now)
             if chunk is not None:
                 chunk_key, ids = chunk
-                self._table[f"{partition}:{chunk_key}"] = orjson.dumps(ids)
+                self._table[f"{partition}:{chunk_key}".encode()] = orjson.dumps(ids)
                 writes += 1
             for chunk_key in memory.expire(now):
-                del self._table[f"{partition}:{chunk_key}"]
+                del self._table[f"{partition}:{chunk_key}".encode()]
                 writes += 1
         return writes
 

@@ -1,7 +1,9 @@
 """Changelog-backed factor state per entity, read through a per-worker cache and written
 once per checkpoint per changed key.
 
-Table `entity-state`: key = entity id (raw str: `nft:…`, `collection:…`, `wallet:…`),
+Table `entity-state`: key = entity id as UTF-8 bytes (`nft:…`, `collection:…`, `wallet:…`;
+bytes, not str, because Faust serialises str table keys as JSON, and the router and the
+changelog must hash the same raw key as the lanes' partitioner),
 value = msgspec JSON of `Stored` (factor state + last published score). An NFT's key lives
 on its collection's partition (the lanes are partitioned by collection), so scoring an NFT
 reads its collection's state locally.
@@ -27,19 +29,19 @@ _decoder = msgspec.json.Decoder(Stored)
 CACHE_LIMIT = 200_000
 
 
-def declare_entity_table(app: faust.App, settings: Settings) -> TableT[str, bytes]:
+def declare_entity_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
     return app.Table(
         TABLE_NAME,
         default=None,
         partitions=settings.partitions,
-        key_type=str,
+        key_type=bytes,
         value_type=bytes,
         help="Factor state and last published score per entity.",
     )
 
 
 class EntityStore:
-    def __init__(self, table: TableT[str, bytes], generation: Callable[[], int]) -> None:
+    def __init__(self, table: TableT[bytes, bytes], generation: Callable[[], int]) -> None:
         self._table = table
         self._generation = generation
         self._cache: dict[str, Stored] = {}
@@ -58,7 +60,7 @@ class EntityStore:
         found = self._cache.get(key)
         if found is not None:
             return found
-        raw = self._table.get(key)
+        raw = self._table.get(key.encode())
         if raw is None:
             return None
         stored = _decoder.decode(raw)
@@ -71,6 +73,6 @@ class EntityStore:
         """Persist changed records of one partition; `event` is one of that partition's."""
         with partition_scope(event):
             for key, stored in records.items():
-                self._table[key] = _encoder.encode(stored)
+                self._table[key.encode()] = _encoder.encode(stored)
                 self._cache[key] = stored
         return len(records)

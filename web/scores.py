@@ -50,7 +50,7 @@ def register_scores(app: faust.App, runtime: Runtime) -> None:
         parsed = parse_entity_id(entity)
         key = parsed.collection or str(parsed)
         try:
-            found: URL = app.router.key_store(TABLE_NAME, key)
+            found: URL = app.router.key_store(TABLE_NAME, key.encode())
             return found
         except (KeyError, LookupError):
             return None
