@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import faust
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
@@ -140,9 +142,20 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
 def _migrate_database(settings: Settings, scoring: ScoringStage) -> Any:
     async def migrate() -> None:
-        # The data dir (home of the default SQLite file) was created by create_app.
-        await asyncio.to_thread(upgrade, settings.effective_database_url)
-        scoring.db_ready.set()
+        # The data dir (home of the default SQLite file) was created by create_app. A
+        # database that is down at start is waited for: scoring holds its batches (and the
+        # worker reports not ready) until the schema is in place.
+        delay = settings.retry_base_delay_s
+        while True:
+            try:
+                await asyncio.to_thread(upgrade, settings.effective_database_url)
+            except SQLAlchemyError as exc:
+                log.warning("database not ready (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(settings.retry_max_delay_s, delay * 2)
+            else:
+                scoring.db_ready.set()
+                return
 
     return migrate
 
@@ -155,4 +168,19 @@ def _declare_send_only_topics(topics: Topics) -> Any:
     return declare
 
 
-app, runtime = create_app(load_settings())
+def _settings_for_worker() -> Settings:
+    """Settings of a worker started as `faust -A trustscore_stream.app worker`. Without
+    TRUSTSCORE_BROKER it starts the embedded broker (CONTRACT §7), stopped when the process
+    exits; that broker keeps nothing, so the worker starts with fresh local state."""
+    settings = load_settings()
+    if settings.broker is not None:
+        return settings
+    from trustscore_stream.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(log_dir=Path(settings.data_dir) / "logs").start()
+    shutil.rmtree(Path(settings.data_dir) / "worker", ignore_errors=True)
+    log.warning("TRUSTSCORE_BROKER is unset: started an embedded broker at %s", broker.url)
+    return replace(settings, broker=broker.url, embedded_broker=True)
+
+
+app, runtime = create_app(_settings_for_worker())

@@ -12,17 +12,20 @@ if TYPE_CHECKING:
     from trustscore_stream.app import Runtime
 
 
-def readiness(app: faust.App) -> tuple[bool, dict[str, Any]]:
+def readiness(app: faust.App, database_ready: bool) -> tuple[bool, dict[str, Any]]:
     consumer_started = app.consumer is not None and app.consumer.started
     assignment = app.consumer.assignment() if consumer_started else set()
     recovered = bool(cast(Any, app.tables).recovery.completed.is_set())
     rebalancing = bool(app.rebalancing)
-    ready = consumer_started and bool(assignment) and recovered and not rebalancing
+    ready = (
+        consumer_started and bool(assignment) and recovered and not rebalancing and database_ready
+    )
     return ready, {
         "status": "ready" if ready else "starting",
         "assigned_partitions": len(assignment),
         "tables_recovered": recovered,
         "rebalancing": rebalancing,
+        "database": "ready" if database_ready else "waiting",
     }
 
 
@@ -35,5 +38,5 @@ def register_health(app: faust.App, runtime: Runtime) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            ready, body = readiness(app)
+            ready, body = readiness(app, runtime.scoring.db_ready.is_set())
             return self.json(body, status=200 if ready else 503)
