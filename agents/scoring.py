@@ -50,6 +50,7 @@ from trustscore_stream.scoring.publication import (
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.tables.entity_state import EntityStore
+from trustscore_stream.tables.watched import WatchIndex
 from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class ScoringStage:
         entities: EntityStore,
         dedup: DedupStore,
         engine: Engine,
+        watched: WatchIndex | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -91,6 +93,7 @@ class ScoringStage:
         self.entities = entities
         self.dedup = dedup
         self.engine = engine
+        self.watched = watched
         self.db_ready = asyncio.Event()
         self.threshold = settings.significance
 
@@ -144,6 +147,18 @@ class ScoringStage:
                 published = previous.published if previous is not None else Published()
                 records[key] = Stored(state, published)
                 causes[key] = event.event_id
+        # Dependants: a changed collection reaches the NFTs somebody watches now; the rest
+        # are scored on read. Work is proportional to watchers, not to collection size.
+        dependants: set[str] = set()
+        for key in [k for k in records if k.startswith("collection:")]:
+            for nft in self.watched.nfts_of(key) if self.watched is not None else ():
+                if nft not in records:
+                    stored = self.entities.get(nft)
+                    if stored is not None:
+                        records[nft] = stored
+                        causes[nft] = causes[key]
+                        dependants.add(nft)
+        self.metrics.dependants_rescored.inc(len(dependants))
         publications: list[Publication] = []
         for key in list(records):
             result = score_state(key, records, self.entities, now)
@@ -154,6 +169,8 @@ class ScoringStage:
                 published, publication = publish(key, stored.published, result, causes[key], now)
                 records[key] = Stored(stored.state, published)
                 publications.append(publication)
+            elif key in dependants:
+                del records[key]  # rescored, unchanged: nothing to write
         return records, publications
 
     async def _record_history(self, publications: list[Publication]) -> None:

@@ -22,12 +22,14 @@ from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.route import RouteStage
 from trustscore_stream.agents.scoring import ScoringStage
+from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings, load_settings
 from trustscore_stream.tables.dedup import SCORING_DEDUP_TABLE, DedupStore, declare_dedup_table
 from trustscore_stream.tables.entity_state import EntityStore, declare_entity_table
+from trustscore_stream.tables.watched import WatchIndex, declare_watched_table
 from trustscore_stream.topics import Topics, declare_topics
 from trustscore_stream.web.health import register_health
 from trustscore_stream.web.ingest import register_ingest
@@ -119,7 +121,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         settings,
         generation=lambda: app.consumer_generation_id,
     )
-    scoring = ScoringStage(settings, topics, metrics, entities, scoring_dedup, engine)
+    watched = WatchIndex(
+        declare_watched_table(app, settings), generation=lambda: app.consumer_generation_id
+    )
+    scoring = ScoringStage(settings, topics, metrics, entities, scoring_dedup, engine, watched)
     lanes = LaneStage(settings, topics, metrics, handler=scoring.handle)
     if "ingest" in settings.stages:
         ingest.register(app)
@@ -127,6 +132,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         route.register(app)
     if "lanes" in settings.stages:
         lanes.register(app)
+        WatchStage(settings, topics, watched).register(app)
     runtime = Runtime(
         settings, topics, metrics, dedup, ingest, route, lanes, scoring, entities, engine
     )

@@ -86,6 +86,11 @@ class Metrics:
             "Score versions published to the deltas topic",
             registry=r,
         )
+        self.dependants_rescored = Counter(
+            "trustscore_dependants_rescored_total",
+            "Watched NFTs rescored because their collection changed",
+            registry=r,
+        )
         self.db_failures = Counter(
             "trustscore_db_write_failures_total",
             "Database writes that failed (the batch is retried)",

@@ -22,6 +22,7 @@ RETRY = "trustscore-events-retry"
 INGEST = "trustscore-ingest"
 DELTAS = "trustscore-deltas"
 NOTIFICATIONS = "trustscore-notifications"
+WATCH = "trustscore-watch"
 
 
 def lane_topic_name(lane: Lane) -> str:
@@ -37,6 +38,7 @@ class Topics:
     lanes: dict[Lane, faust.TopicT]  # deduplicated batches by priority, by collection
     deltas: faust.TopicT  # CONTRACT §6
     notifications: faust.TopicT  # CONTRACT §6
+    watch: faust.TopicT  # watcher count changes, on the entity's partition
 
     def all(self) -> list[faust.TopicT]:
         return [
@@ -47,6 +49,7 @@ class Topics:
             *self.lanes.values(),
             self.deltas,
             self.notifications,
+            self.watch,
         ]
 
 
@@ -73,11 +76,12 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         lanes={lane: topic(lane_topic_name(lane)) for lane in LANES},
         deltas=topic(DELTAS, raw=False),
         notifications=topic(NOTIFICATIONS, raw=False),
+        watch=topic(WATCH),
     )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the app, for creation before any producer or worker touches them."""
-    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS]
+    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH]
     names += [lane_topic_name(lane) for lane in LANES]
     return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]
