@@ -85,6 +85,8 @@ async def test_http_ingestion(stack: Stack) -> None:
             assert answer.status == 400
         async with http.get(f"{worker.url}/health") as answer:
             assert answer.status == 200
+        async with http.get(f"{worker.url}/") as answer:
+            assert answer.status == 200 and "TrustScore Stream" in await answer.text()
     # The accepted request went out as one batch record; nothing of the refused ones did.
     lanes = await stack.lane_events(until=2)
     assert sorted(i["event_id"] for i in lanes["normal"]) == ["h1", "h2"]

@@ -32,6 +32,7 @@ from trustscore_stream.tables.entity_state import EntityStore, declare_entity_ta
 from trustscore_stream.tables.watched import WatchIndex, declare_watched_table
 from trustscore_stream.topics import Topics, declare_topics
 from trustscore_stream.web.health import register_health
+from trustscore_stream.web.index import register_index
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
 from trustscore_stream.web.scores import register_scores
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     runtime = Runtime(
         settings, topics, metrics, dedup, ingest, route, lanes, scoring, entities, engine
     )
+    register_index(app, runtime)
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_ingest(app, runtime)
