@@ -21,9 +21,9 @@ import faust
 import msgspec
 from faust.types import EventT, StreamT
 
-from trustscore_stream.agents.batches import ack_all, event_batches
+from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.events.classification import LANES, Lane
-from trustscore_stream.events.deadletter import rfc3339
+from trustscore_stream.events.deadletter import dead_letter, rfc3339
 from trustscore_stream.events.retry import RetryEnvelope, backoff_delay
 from trustscore_stream.events.routed import Routed, decode_batch
 from trustscore_stream.events.scheduling import LaneScheduler
@@ -74,6 +74,7 @@ class LaneStage:
         self._wakeup = asyncio.Event()
 
     def register(self, app: faust.App) -> None:
+        self.app = app
         for lane in LANES:
             app.agent(self.topics.lanes[lane], name=f"lane-{lane}", concurrency=1)(
                 self._lane_agent(lane)
@@ -84,7 +85,7 @@ class LaneStage:
     def _lane_agent(self, lane: Lane) -> Callable[[StreamT[Any]], Awaitable[None]]:
         async def run(stream: StreamT[Any]) -> None:
             async for events in event_batches(stream, 16, self.settings.take_within_s):
-                await self.submit(lane, events)
+                await fail_fast(self.app, self.submit(lane, events))
                 await ack_all(stream, events)
 
         run.__name__ = f"lane_{lane}"
@@ -191,23 +192,22 @@ class LaneStage:
                 work = _Work(lane, retry.items, {event.message.partition: event}, retry.attempt)
                 self.scheduler.push(work.lane, work, time.monotonic())
                 self._wakeup.set()
-                await work.done
+                await fail_fast(self.app, work.done)
             await ack_all(stream, events)
 
     async def _dead_letter_raw(self, event: EventT[bytes], detail: str) -> None:
         message = event.message
         self.metrics.dead_lettered.labels("corrupt_internal_record").inc()
-        raw = event.value if isinstance(event.value, bytes) else b""
         await self.topics.dlq.send(
-            value={
-                "reason": "corrupt_internal_record",
-                "detail": detail,
-                "raw": raw.decode("utf-8", errors="replace"),
-                "topic": message.topic,
-                "partition": message.partition,
-                "offset": message.offset,
-                "at": _now_rfc3339(),
-            }
+            value=dead_letter(
+                reason="corrupt_internal_record",
+                detail=detail,
+                raw=event.value if isinstance(event.value, bytes) else b"",
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                at=datetime.now(UTC),
+            )
         )
 
 

@@ -83,8 +83,8 @@ class RouteStage:
                             key=key, value=record, partition=partition
                         )
                     )
+                    self.metrics.lane_records.labels(lane).inc()
                 self.metrics.routed.labels(lane).inc(len(items))
-                self.metrics.lane_records.labels(lane).inc()
             await asyncio.gather(*deliveries)
         except BaseException:
             for partition in by_partition:

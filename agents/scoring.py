@@ -4,7 +4,8 @@ publish deltas and history, all once per checkpoint (one lane batch).
 Per batch and partition: drop events already applied (the `scoring-dedup` table, which is
 checkpointed with the state it guards), apply the rest to the cached state, score the
 touched NFTs, collections and wallets, and publish those that moved by at least the
-significance threshold. Then, in this order: history rows to the database (idempotent on
+significance threshold since their last delta (every change is a new version). Then,
+in this order: history rows to the database (idempotent on
 (entity, version)), changed records to `entity-state` (one write per key), the dedup chunk,
 the deltas; the lane agent acknowledges the input only after that. A database failure
 raises TransientError before any state is written, so the batch is retried whole.
@@ -44,8 +45,8 @@ from trustscore_stream.scoring.publication import (
     Published,
     Stored,
     delta_record,
+    is_new_version,
     publish,
-    should_publish,
 )
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.dedup import DedupStore
@@ -122,9 +123,11 @@ class ScoringStage:
             writes += self.entities.write(anchor, records)
             self.metrics.table_writes.labels("dedup").inc(self.dedup.checkpoint(partition, anchor))
         self.metrics.table_writes.labels("entity-state").inc(writes)
-        for p in publications:
+        emitted = [p for p in publications if p.emit]
+        for p in emitted:
             await self.topics.deltas.send(key=p.entity.encode(), value=delta_record(p))
-        self.metrics.deltas.inc(len(publications))
+        self.metrics.deltas.inc(len(emitted))
+        self.metrics.versions.inc(len(publications))
 
     def _fold(
         self, partition: int, items: list[Routed], now_s: float, now: datetime
@@ -165,8 +168,10 @@ class ScoringStage:
             if result is None:
                 continue
             stored = records[key]
-            if should_publish(stored.published, result, self.threshold):
-                published, publication = publish(key, stored.published, result, causes[key], now)
+            if is_new_version(stored.published, result):
+                published, publication = publish(
+                    key, stored.published, result, causes[key], now, self.threshold
+                )
                 records[key] = Stored(stored.state, published)
                 publications.append(publication)
             elif key in dependants:

@@ -9,9 +9,9 @@ from typing import Any
 
 import faust
 import msgspec
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
-from trustscore_stream.agents.batches import ack_all, event_batches
+from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.events.ids import InvalidEntityId, parse_entity_id
 from trustscore_stream.partitioning import partition_for
 from trustscore_stream.settings import Settings
@@ -44,17 +44,21 @@ class WatchStage:
         self.index = index
 
     def register(self, app: faust.App) -> None:
+        self.app = app
         app.agent(self.topics.watch, name="watch", concurrency=1)(self.run)
 
     async def run(self, stream: StreamT[Any]) -> None:
         async for events in event_batches(stream, 500, self.settings.take_within_s):
-            for event in events:
-                try:
-                    change = _decoder.decode(event.value)
-                    parse_entity_id(change.entity)
-                except (msgspec.DecodeError, msgspec.ValidationError, InvalidEntityId) as exc:
-                    log.error("ignoring bad watch record: %s", exc)  # internal topic
-                    continue
-                with partition_scope(event):
-                    self.index.change(change.entity, change.watchers)
+            await fail_fast(self.app, self._apply(events))
             await ack_all(stream, events)
+
+    async def _apply(self, events: list[EventT[bytes]]) -> None:
+        for event in events:
+            try:
+                change = _decoder.decode(event.value)
+                parse_entity_id(change.entity)
+            except (msgspec.DecodeError, msgspec.ValidationError, InvalidEntityId) as exc:
+                log.error("ignoring bad watch record: %s", exc)  # internal topic
+                continue
+            with partition_scope(event):
+                self.index.change(change.entity, change.watchers)

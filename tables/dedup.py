@@ -18,6 +18,7 @@ from faust.types import EventT, TableT
 from trustscore_stream.events.dedup import DedupMemory
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
+from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
 
 TABLE_NAME = "dedup"
 # The scoring stage's own memory: lane records are at-least-once, and its dedup must be
@@ -34,6 +35,7 @@ def declare_dedup_table(
         partitions=settings.partitions,
         key_type=bytes,  # str keys would be serialised as JSON strings
         value_type=bytes,
+        options=ROCKSDB_OPTIONS,
         help="Seen event ids per partition, one entry per checkpoint.",
     )
 

@@ -20,6 +20,7 @@ from faust.types import EventT, TableT
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
+from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
 
 TABLE_NAME = "entity-state"
 _encoder = msgspec.json.Encoder()
@@ -36,6 +37,7 @@ def declare_entity_table(app: faust.App, settings: Settings) -> TableT[bytes, by
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
+        options=ROCKSDB_OPTIONS,
         help="Factor state and last published score per entity.",
     )
 

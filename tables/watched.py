@@ -17,6 +17,7 @@ from faust.types import TableT
 
 from trustscore_stream.events.ids import parse_entity_id
 from trustscore_stream.settings import Settings
+from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
 
 TABLE_NAME = "watched"
 
@@ -28,6 +29,7 @@ def declare_watched_table(app: faust.App, settings: Settings) -> TableT[bytes, b
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
+        options=ROCKSDB_OPTIONS,
         help="Watcher count per watched entity.",
     )
 

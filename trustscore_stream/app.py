@@ -39,17 +39,6 @@ from trustscore_stream.web.scores import register_scores
 
 log = logging.getLogger(__name__)
 
-# RocksDB defaults are sized for one big table (2 GiB block cache per partition DB); we run
-# several tables × 8 partitions per worker, so each DB gets a small share.
-ROCKSDB_OPTIONS: dict[str, Any] = {
-    "write_buffer_size": 8 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 16 * 1024 * 1024,
-    "block_cache_size": 16 * 1024 * 1024,
-    "block_cache_compressed_size": 0,
-    "max_open_files": 256,
-}
-
 
 @dataclass
 class Runtime:
@@ -73,7 +62,6 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "broker": settings.broker_url,
         "store": "rocksdb://",
         "datadir": str(data_dir / "worker"),
-        "rocksdb_options": ROCKSDB_OPTIONS,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication,
         "web_port": settings.web_port,
@@ -84,6 +72,8 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "web_stats_enabled": False,
         "web_graph_enabled": False,
         "web_metrics_enabled": False,
+        # We look owners up in-process; the /router/ view would list every worker publicly.
+        "web_router_enabled": False,
         "web_application_options": {"client_max_size": 32 * 1024 * 1024},
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": settings.heartbeat_interval_s,

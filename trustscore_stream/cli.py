@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "worker":
-        faust_args = ["faust", "-A", "trustscore_stream.app", "worker", *rest]
+        faust_args = ["faust", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", *rest]
         os.execvp(sys.executable, [sys.executable, "-m", *faust_args])
     settings = load_settings()
     rate = args.rate if args.command == "demo" else None

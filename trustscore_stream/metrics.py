@@ -83,7 +83,12 @@ class Metrics:
         )
         self.deltas = Counter(
             "trustscore_score_changes_published_total",
-            "Score versions published to the deltas topic",
+            "Score changes broadcast on the deltas topic (significant ones)",
+            registry=r,
+        )
+        self.versions = Counter(
+            "trustscore_score_versions_total",
+            "New score versions (every change of a score, written to history)",
             registry=r,
         )
         self.dependants_rescored = Counter(

@@ -43,8 +43,6 @@ def _unavailable(detail: str) -> Response:
 
 
 def register_scores(app: faust.App, runtime: Runtime) -> None:
-    settings = runtime.settings
-
     def owner(entity: str) -> URL | None:
         """The web URL of the worker owning `entity`'s partition, None if unknown now."""
         parsed = parse_entity_id(entity)
@@ -104,7 +102,7 @@ def register_scores(app: faust.App, runtime: Runtime) -> None:
             result = score_state(entity, {}, runtime.entities, datetime.now(UTC))
             if stored is None or result is None:
                 return _json({"error": "not_found", "detail": f"no data for {entity}"}, 404)
-            return _json(score_document(entity, result, stored.published, settings.significance))
+            return _json(score_document(entity, result, stored.published))
 
     @app.page("/api/v1/scores/{entity_id}/history")
     class History(View):

@@ -59,7 +59,8 @@ BASE_PRIORITY: dict[str, float] = {
 SEVERITY_BOOST: dict[str, float] = {"low": 0.0, "medium": 10.0, "high": 30.0, "critical": 40.0}
 # Confidence floor for the boost, so a "critical" finding at low confidence still rises.
 MIN_CONFIDENCE_WEIGHT = 0.5
-# Value moved: +VALUE_SCALE × log10(1 + price), capped; a sale of ~40 native units → critical.
+# Value moved: +VALUE_SCALE × log10(1 + price), capped; a fresh sale of ≥ ~31 units of its
+# currency reaches critical (prices are not converted between currencies).
 VALUE_SCALE = 20.0
 VALUE_CAP = 40.0
 # Staleness: old events are backfill. Their effect on the current score is the same, but

@@ -1,4 +1,4 @@
-"""Retry records and backoff (pure): exponential with full jitter, capped."""
+"""Retry records and backoff (pure): exponential with equal jitter, capped."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""When a new score is published, and what the published records look like (pure).
+"""Score versions and deltas (pure).
 
-A score is published (its `version` bumps, a delta goes out, a history row is written)
-when it first exists, when it moves by at least the significance threshold, or when its
-level changes. The last published score is kept with the entity's state.
+Every change of an entity's score (to its 0.1 resolution) or level is a new `version`
+(CONTRACT §3) with a history row. A delta goes to `trustscore-deltas` only when the score
+has moved by at least the significance threshold since the last delta, or the level
+changed, or it is the first: small moves are versioned but not broadcast. The current
+version is kept with the entity's state.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ DEFAULT_SIGNIFICANCE = 0.5
 
 
 class Published(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
-    """The last published score of an entity."""
+    """The current score version of an entity."""
 
     version: int = 0
     score: float | None = None
     level: str | None = None
     at: str | None = None  # RFC 3339
     factors: dict[str, float] = {}  # factor id -> value, to name what changed
+    emitted: float | None = None  # the score carried by the last delta
 
 
 class Stored(msgspec.Struct, frozen=True, gc=False):
@@ -38,6 +41,8 @@ class Stored(msgspec.Struct, frozen=True, gc=False):
 
 
 class Publication(msgspec.Struct, gc=False):
+    """A new version; `emit` says whether it is also broadcast as a delta."""
+
     entity: str
     version: int
     score: float
@@ -47,14 +52,17 @@ class Publication(msgspec.Struct, gc=False):
     cause_event_id: str | None
     at: datetime
     result: ScoreResult
+    emit: bool
 
 
-def should_publish(previous: Published, result: ScoreResult, threshold: float) -> bool:
-    if previous.score is None:
+def is_new_version(previous: Published, result: ScoreResult) -> bool:
+    return previous.score != result.score or previous.level != result.level
+
+
+def is_significant(previous: Published, result: ScoreResult, threshold: float) -> bool:
+    if previous.emitted is None or previous.level != result.level:
         return True
-    if previous.level != result.level:
-        return True
-    return abs(result.score - previous.score) >= threshold
+    return abs(result.score - previous.emitted) >= threshold
 
 
 def changed_factors(previous: Published, result: ScoreResult) -> tuple[str, ...]:
@@ -69,18 +77,22 @@ def publish(
     result: ScoreResult,
     cause_event_id: str | None,
     at: datetime,
+    threshold: float,
 ) -> tuple[Published, Publication]:
+    """The next version of `entity` (call only when `is_new_version`)."""
     version = previous.version + 1
+    emit = is_significant(previous, result, threshold)
     publication = Publication(
         entity=entity,
         version=version,
         score=result.score,
-        previous=previous.score,
+        previous=previous.emitted,
         level=result.level,
         factors_changed=changed_factors(previous, result),
         cause_event_id=cause_event_id,
         at=at,
         result=result,
+        emit=emit,
     )
     published = Published(
         version=version,
@@ -88,6 +100,7 @@ def publish(
         level=result.level,
         at=rfc3339(at),
         factors={fid: f.value for fid, f in result.factors.items()},
+        emitted=result.score if emit else previous.emitted,
     )
     return published, publication
 
@@ -109,12 +122,11 @@ def delta_record(p: Publication) -> dict[str, Any]:
     }
 
 
-def score_document(
-    entity: str, result: ScoreResult, published: Published, threshold: float
-) -> dict[str, Any]:
-    """The CONTRACT §3 answer for a score computed now. A score that moved past the last
-    published one by the threshold is the next version, about to be published."""
-    pending = should_publish(published, result, threshold)
+def score_document(entity: str, result: ScoreResult, published: Published) -> dict[str, Any]:
+    """The CONTRACT §3 answer for a score computed now (reads are always current). A score
+    that differs from the stored version (decay, or a collection change not yet folded into
+    this lazily scored NFT) is the next version, stored when the entity next changes."""
+    pending = is_new_version(published, result)
     version = published.version + (1 if pending else 0)
     factors = {
         fid: {"value": f.value, "weight": f.weight, "evidence": list(f.evidence)}
@@ -140,7 +152,8 @@ __all__ = [
     "changed_factors",
     "delta_record",
     "factors_changed",
+    "is_new_version",
+    "is_significant",
     "publish",
     "score_document",
-    "should_publish",
 ]
