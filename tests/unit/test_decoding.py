@@ -55,6 +55,10 @@ def test_finding_on_nft_is_keyed_by_its_collection() -> None:
         (lambda e: e.__setitem__("contract", "0x12"), "invalid_value"),
         (lambda e: e.__setitem__("source", "rumour"), "invalid_value"),
         (lambda e: e.pop("token_id"), "missing_field"),
+        (lambda e: e.__setitem__("contract", CONTRACT + "\n"), "invalid_value"),
+        (lambda e: e.__setitem__("token_id", "42\n"), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", "1.5\n"), "invalid_value"),
+        (lambda e: e.__setitem__("chain", "eth\n"), "invalid_value"),
         (lambda e: e["payload"].pop("buyer"), "missing_field"),
     ],
 )
