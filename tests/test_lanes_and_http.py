@@ -14,6 +14,7 @@ from tests.stack import Stack, fraud, sale, scrape, social
 from trustscore_stream.events.classification import classify
 from trustscore_stream.events.decoding import decode_record
 from trustscore_stream.events.routed import encode_batch, routed
+from trustscore_stream.ingest_auth import sign
 from trustscore_stream.partitioning import partition_for
 
 pytestmark = pytest.mark.integration
@@ -93,3 +94,30 @@ async def test_http_ingestion(stack: Stack) -> None:
     records = await stack.consume("trustscore-events", until=1, settle=0.5)
     assert len(records) == 1
     assert [e["event_id"] for e in orjson.loads(records[0].value or b"")] == ["h1", "h2"]
+
+
+async def test_http_ingestion_with_producer_keys(stack: Stack) -> None:
+    worker = stack.start_worker(
+        "w",
+        extra={"TRUSTSCORE_INGEST_KEYS": "acme:s3cret,beta:other", "TRUSTSCORE_INGEST_RATE": "5"},
+    )
+    await worker.wait_ready()
+    url = f"{worker.url}/api/v1/events"
+    body = orjson.dumps([sale(f"k{i}", token=i) for i in range(10)])
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=body) as answer:
+            assert answer.status == 401
+            assert (await answer.json())["error"] == "unauthorized"
+        bad = {"Authorization": "Bearer wrong"}
+        async with http.post(url, data=body, headers=bad) as answer:
+            assert answer.status == 401
+        signed = {"X-TrustScore-Key": "beta", "X-TrustScore-Signature": sign("other", body)}
+        async with http.post(url, data=body, headers=signed) as answer:
+            assert answer.status == 202  # beta: 10 of its burst of 10
+        bearer = {"Authorization": "Bearer s3cret"}
+        async with http.post(url, data=body, headers=bearer) as answer:
+            assert answer.status == 202  # acme has its own bucket
+        async with http.post(url, data=orjson.dumps([sale("k99")]), headers=bearer) as answer:
+            assert answer.status == 429
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert (await answer.json())["error"] == "rate_limited"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -9,9 +12,12 @@ from faust.web import Request, Response, View
 
 from trustscore_stream.events.decoding import decode_record
 from trustscore_stream.events.envelope import MAX_BATCH_ENVELOPES, encode_envelopes
+from trustscore_stream.ingest_auth import RateLimiter, authenticate
 
 if TYPE_CHECKING:
     from trustscore_stream.app import Runtime
+
+log = logging.getLogger(__name__)
 
 # 1,000 envelopes of a few hundred bytes fit easily; beyond this the request is refused
 # before it is parsed.
@@ -38,13 +44,34 @@ def validate_body(body: bytes) -> tuple[int, dict[str, Any], bytes | None]:
 
 def register_ingest(app: faust.App, runtime: Runtime) -> None:
     topic = runtime.topics.events
+    keys = runtime.settings.ingest_keys
+    limiter = RateLimiter(runtime.settings.ingest_rate)
+    if not keys:
+        log.warning("TRUSTSCORE_INGEST_KEYS is unset: POST /api/v1/events is open (local use)")
 
     @app.page("/api/v1/events")
     class Events(View):
         async def post(self, request: Request) -> Response:
             if int(request.headers.get("Content-Length") or 0) > MAX_REQUEST_BYTES:
                 return self.json({"error": "too_large"}, status=413)
-            status, answer, record = validate_body(await request.read())
+            body = await request.read()
+            key_id = "open"
+            if keys:
+                found = authenticate(keys, request.headers, body)
+                if found is None:
+                    detail = "a Bearer secret or an X-TrustScore-Key with its signature"
+                    return self.json({"error": "unauthorized", "detail": detail}, status=401)
+                key_id = found
+            status, answer, record = validate_body(body)
+            if record is not None and keys:
+                wait = limiter.take(key_id, answer["accepted"], time.monotonic())
+                if wait > 0:
+                    retry_after = str(max(1, math.ceil(min(wait, 3600.0))))
+                    return self.json(
+                        {"error": "rate_limited", "detail": f"retry in {retry_after} s"},
+                        status=429,
+                        headers={"Retry-After": retry_after},
+                    )
             if record is not None:
                 fut = await topic.send(value=record)
                 await fut  # answer only once the broker has the record
