@@ -18,7 +18,7 @@ from faust.types import EventT, TableT
 from trustscore_stream.events.dedup import DedupMemory
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
-from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
+from trustscore_stream.tables.rocksdb import bytes_table
 
 TABLE_NAME = "dedup"
 # The scoring stage's own memory: lane records are at-least-once, and its dedup must be
@@ -29,14 +29,8 @@ SCORING_DEDUP_TABLE = "scoring-dedup"
 def declare_dedup_table(
     app: faust.App, settings: Settings, name: str = TABLE_NAME
 ) -> TableT[bytes, bytes]:
-    return app.Table(
-        name,
-        default=None,
-        partitions=settings.partitions,
-        key_type=bytes,  # str keys would be serialised as JSON strings
-        value_type=bytes,
-        options=ROCKSDB_OPTIONS,
-        help="Seen event ids per partition, one entry per checkpoint.",
+    return bytes_table(
+        app, settings, name, "Seen event ids per partition, one entry per checkpoint."
     )
 
 

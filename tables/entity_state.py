@@ -20,7 +20,7 @@ from faust.types import EventT, TableT
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
-from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
+from trustscore_stream.tables.rocksdb import bytes_table
 
 TABLE_NAME = "entity-state"
 _encoder = msgspec.json.Encoder()
@@ -31,14 +31,8 @@ CACHE_LIMIT = 200_000
 
 
 def declare_entity_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
-    return app.Table(
-        TABLE_NAME,
-        default=None,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        options=ROCKSDB_OPTIONS,
-        help="Factor state and last published score per entity.",
+    return bytes_table(
+        app, settings, TABLE_NAME, "Factor state and last published score per entity."
     )
 
 

@@ -17,21 +17,13 @@ from faust.types import TableT
 
 from trustscore_stream.events.ids import parse_entity_id
 from trustscore_stream.settings import Settings
-from trustscore_stream.tables.rocksdb import ROCKSDB_OPTIONS
+from trustscore_stream.tables.rocksdb import bytes_table
 
 TABLE_NAME = "watched"
 
 
 def declare_watched_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
-    return app.Table(
-        TABLE_NAME,
-        default=None,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        options=ROCKSDB_OPTIONS,
-        help="Watcher count per watched entity.",
-    )
+    return bytes_table(app, settings, TABLE_NAME, "Watcher count per watched entity.")
 
 
 class WatchIndex:
