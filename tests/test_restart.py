@@ -93,3 +93,31 @@ async def test_duplicates_after_kill9_and_restart(stack: Stack) -> None:
     ids = lane_ids(lanes)
     assert len(ids) == len(set(ids)) == total + 20
     assert scrape(third)["trustscore_duplicates_dropped_total"] >= 60
+
+
+def spread(start: int, count: int) -> list[dict[str, object]]:
+    """Events over 16 collections, so they land on every partition."""
+    return [
+        sale(f"ev-{i}", token=i, contract=f"0x{i % 16:02x}" + "ab" * 19)
+        for i in range(start, start + count)
+    ]
+
+
+async def test_duplicates_after_a_rebalance(stack: Stack) -> None:
+    first = stack.start_worker("a")
+    await first.wait_ready()
+    await stack.produce([spread(0, 500)])
+    lanes = await stack.lane_events(until=500, timeout=60)
+    assert len(lane_ids(lanes)) == 500
+    assert len(await changelog_ids(stack, 500)) == 500
+    # A second worker joins: about half of the partitions, and their dedup memory, move.
+    second = stack.start_worker("b")
+    await second.wait_ready()
+    await asyncio.sleep(2.0)  # the first worker goes through the rebalance too
+    await asyncio.gather(first.wait_ready(), second.wait_ready())
+    await stack.produce([spread(0, 500), spread(500, 10)])  # all repeated + 10 new
+    lanes = await stack.lane_events(until=510, timeout=60)
+    ids = lane_ids(lanes)
+    assert len(ids) == len(set(ids)) == 510
+    owned = [scrape(w).get("trustscore_dedup_ids", 0.0) for w in (first, second)]
+    assert all(n > 0 for n in owned)  # both workers hold part of the memory
