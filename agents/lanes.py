@@ -1,27 +1,35 @@
-"""Stage 3 entry, lane topics → the processing handler, in priority order.
+"""Stage 3 entry, lane topics → the scoring engine, in priority order, with checkpoints.
 
-One agent per lane reads its topic in batches and queues them; a single processor takes
-queued batches by priority with aging (events/scheduling.py) and hands their events to the
-handler (the scoring stage). A lane agent acknowledges its batch only after the handler
-is done with it. A transient handler failure sends the batch to the retry topic; the
-retry agent feeds it back after a backoff, and past the last attempt it is dead-lettered.
+One agent per lane reads its topic in batches and queues them without waiting; a single
+processor takes queued batches by priority with aging (events/scheduling.py), folds them
+into the engine's in-memory state, lets the engine publish once per conflation window, and
+checkpoints: every `checkpoint_interval_s` (from the first batch since the last
+checkpoint) or `checkpoint_max_events`, the engine writes its state and only then are the
+covered lane records acknowledged. A lane agent keeps at most `MAX_INFLIGHT` batches
+waiting for a checkpoint (backpressure). A transient fold failure sends the batch to the
+retry topic; the retry agent feeds it back after a backoff, and past the last attempt it is
+dead-lettered. A rebalance drops what was folded but not checkpointed, together with its
+input's acknowledgements: that input is read again from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import msgspec
 from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
+from trustscore_stream.agents.scoring import LaneRecord
 from trustscore_stream.events.classification import LANES, Lane
 from trustscore_stream.events.deadletter import dead_letter, rfc3339
 from trustscore_stream.events.retry import RetryEnvelope, backoff_delay
@@ -34,28 +42,56 @@ from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
 
-# The handler processes one lane batch: the events, and one source event per partition
-# (for table writes, see tables/partition_scope.py).
-Handler = Callable[[list[Routed], dict[int, EventT[bytes]]], Awaitable[None]]
+# Lane batches a lane agent may have read but not yet seen checkpointed.
+MAX_INFLIGHT = 64
 
 
 class TransientError(Exception):
     """A failure worth retrying (a database or peer that is briefly unavailable)."""
 
 
-async def count_only(items: list[Routed], anchors: dict[int, EventT[bytes]]) -> None:
-    """Default handler until scoring is plugged in: the events are consumed and counted."""
+class Engine(Protocol):
+    """What the lanes drive (agents/scoring.py: ScoringEngine)."""
+
+    pending_events: int
+
+    async def fold(self, records: Sequence[LaneRecord]) -> None: ...
+
+    async def publish(self) -> None: ...
+
+    async def checkpoint(self) -> None: ...
+
+
+class CountOnly:
+    """An engine that only consumes (stage tests, and lanes without scoring)."""
+
+    pending_events = 0
+
+    async def fold(self, records: Sequence[LaneRecord]) -> None:
+        return None
+
+    async def publish(self) -> None:
+        return None
+
+    async def checkpoint(self) -> None:
+        return None
 
 
 @dataclass
 class _Work:
     lane: Lane
-    items: list[Routed]
-    anchors: dict[int, EventT[bytes]]
+    records: list[LaneRecord]
     attempt: int = 0
+    stream: StreamT[Any] | None = None  # acknowledges `events` after the checkpoint
+    events: list[EventT[bytes]] = field(default_factory=list)
+    generation: int = 0
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+    @property
+    def size(self) -> int:
+        return sum(len(r.items) for r in self.records)
 
 
 class LaneStage:
@@ -64,84 +100,124 @@ class LaneStage:
         settings: Settings,
         topics: Topics,
         metrics: Metrics,
-        handler: Handler = count_only,
+        engine: Engine | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.metrics = metrics
-        self.handler = handler
+        self.engine: Engine = engine if engine is not None else CountOnly()
         self.scheduler: LaneScheduler[_Work] = LaneScheduler(settings.lane_max_wait_s)
         self._wakeup = asyncio.Event()
+        self._generation: Callable[[], int] = lambda: 0
 
     def register(self, app: faust.App) -> None:
         self.app = app
+        self._generation = lambda: int(app.consumer_generation_id)
         for lane in LANES:
             app.agent(self.topics.lanes[lane], name=f"lane-{lane}", concurrency=1)(
                 self._lane_agent(lane)
             )
         app.agent(self.topics.retry, name="retry", concurrency=1)(self.run_retry)
-        app.task(self.run_processor)
+        app.task(self._run_processor_or_crash)
 
     def _lane_agent(self, lane: Lane) -> Callable[[StreamT[Any]], Awaitable[None]]:
         async def run(stream: StreamT[Any]) -> None:
+            inflight: deque[_Work] = deque()
             async for events in event_batches(stream, 16, self.settings.take_within_s):
-                await fail_fast(self.app, self.submit(lane, events))
-                await ack_all(stream, events)
+                inflight.append(await self.submit(lane, events, stream))
+                while inflight and (inflight[0].done.done() or len(inflight) > MAX_INFLIGHT):
+                    await inflight.popleft().done
 
         run.__name__ = f"lane_{lane}"
         return run
 
-    async def submit(self, lane: Lane, events: list[EventT[bytes]], attempt: int = 0) -> None:
-        """Queue a lane batch and wait until it has been handled (or retried/dead-lettered)."""
-        items: list[Routed] = []
-        anchors: dict[int, EventT[bytes]] = {}
+    async def submit(
+        self, lane: Lane, events: list[EventT[bytes]], stream: StreamT[Any] | None = None
+    ) -> _Work:
+        """Queue a lane batch; its `done` resolves once a checkpoint covers it."""
+        records: list[LaneRecord] = []
         for event in events:
-            anchors[event.message.partition] = event
             try:
-                items.extend(decode_batch(event.value))
+                records.append(LaneRecord(event, decode_batch(event.value)))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 await self._dead_letter_raw(event, f"corrupt lane record: {exc}")
-        if not items:
-            return
-        work = _Work(lane, items, anchors, attempt)
+        work = _Work(lane, records, stream=stream, events=events, generation=self._generation())
         self.scheduler.push(lane, work, time.monotonic())
         self._wakeup.set()
-        await work.done
+        return work
+
+    async def _run_processor_or_crash(self) -> None:
+        await fail_fast(self.app, self.run_processor())
 
     async def run_processor(self) -> None:
+        interval = self.settings.checkpoint_interval_s
+        window = self.settings.conflation_window_s
+        covered: list[_Work] = []
+        first_at = window_at = 0.0
         while True:
-            popped = self.scheduler.pop(time.monotonic())
-            if popped is None:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            now = time.monotonic()
+            popped = self.scheduler.pop(now)
+            if popped is not None:
+                lane, work, _waited = popped
+                if not covered:
+                    first_at = now
+                if work.generation == self._generation():
+                    window_at = window_at or now
+                    await self._handle(lane, work)
+                covered.append(work)
+            busy = popped is not None
+            if covered and (
+                now - first_at >= interval
+                or self.engine.pending_events >= self.settings.checkpoint_max_events
+            ):
+                await self._checkpoint(covered)
+                covered = []
+                window_at = 0.0
+                busy = True
+            elif window_at and now - window_at >= window:
+                await self.engine.publish()
+                window_at = 0.0
+                busy = True
+            if busy:
                 continue
-            lane, work, _waited = popped
-            try:
-                await self._handle(lane, work)
-            except BaseException as exc:
-                if not work.done.done():
-                    work.done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                if not work.done.done():
-                    work.done.set_result(None)
+            # Idle: nothing was awaited since the empty pop, so no wakeup can be missed.
+            deadlines = [first_at + interval] if covered else []
+            if window_at:
+                deadlines.append(window_at + window)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _checkpoint(self, covered: list[_Work]) -> None:
+        started = time.perf_counter()
+        await self.engine.checkpoint()
+        generation = self._generation()
+        for work in covered:
+            # Input folded before a rebalance is not acknowledged: its state was dropped.
+            if work.generation == generation and work.stream is not None:
+                await ack_all(work.stream, work.events)
+            if not work.done.done():
+                work.done.set_result(None)
+        self.metrics.checkpoints.inc()
+        self.metrics.checkpoint_seconds.labels("scoring").observe(time.perf_counter() - started)
 
     async def _handle(self, lane: Lane, work: _Work) -> None:
         now = time.time()
-        for item in work.items:
-            self.metrics.lane_wait.labels(lane).observe(max(0.0, now - item.ingested_at))
+        for record in work.records:
+            for item in record.items:
+                self.metrics.lane_wait.labels(lane).observe(max(0.0, now - item.ingested_at))
         try:
-            await self.handler(work.items, work.anchors)
+            await self.engine.fold(work.records)
         except TransientError as exc:
             await self._retry_or_dead_letter(lane, work, str(exc))
             return
-        self.metrics.processed.labels(lane).inc(len(work.items))
+        self.metrics.processed.labels(lane).inc(work.size)
 
     async def _retry_or_dead_letter(self, lane: Lane, work: _Work, reason: str) -> None:
         attempt = work.attempt + 1
         if attempt >= self.settings.retry_max_attempts:
-            for item in work.items:
+            for item in (i for record in work.records for i in record.items):
                 self.metrics.dead_lettered.labels("retries_exhausted").inc()
                 await self.topics.dlq.send(
                     value={
@@ -164,7 +240,7 @@ class LaneStage:
         # One retry record per source partition, on that partition, so the retried events
         # meet their state (and table writes their changelog partition) again.
         by_partition: dict[int, list[Routed]] = {}
-        for item in work.items:
+        for item in (i for record in work.records for i in record.items):
             partition = partition_for(item.partition_key, self.settings.partitions)
             by_partition.setdefault(partition, []).append(item)
         for partition, items in by_partition.items():
@@ -179,21 +255,30 @@ class LaneStage:
     async def run_retry(self, stream: StreamT[Any]) -> None:
         decoder = msgspec.json.Decoder(RetryEnvelope)
         async for events in event_batches(stream, 16, self.settings.take_within_s):
+            queued: list[_Work] = []
             for event in events:
                 try:
                     retry = decoder.decode(event.value)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                     await self._dead_letter_raw(event, f"corrupt retry record: {exc}")
+                    await ack_all(stream, [event])
                     continue
                 wait = retry.not_before - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                lane = cast(Lane, retry.lane)
-                work = _Work(lane, retry.items, {event.message.partition: event}, retry.attempt)
+                work = _Work(
+                    cast(Lane, retry.lane),
+                    [LaneRecord(event, retry.items)],
+                    retry.attempt,
+                    stream=stream,
+                    events=[event],
+                    generation=self._generation(),
+                )
                 self.scheduler.push(work.lane, work, time.monotonic())
                 self._wakeup.set()
-                await fail_fast(self.app, work.done)
-            await ack_all(stream, events)
+                queued.append(work)
+            for work in queued:
+                await work.done  # acknowledged by the checkpoint that covers it
 
     async def _dead_letter_raw(self, event: EventT[bytes], detail: str) -> None:
         message = event.message

@@ -1,38 +1,37 @@
-"""Stage 3, the handler of the lanes: fold events into entity state, score what changed,
-publish deltas and history, all once per checkpoint (one lane batch).
+"""Stage 3, the engine behind the lanes: fold events into entity state in memory, score what
+changed once per conflation window, and checkpoint (Kafka Streams / Quix style).
 
-Per batch and partition: drop events already applied (the `scoring-dedup` table, which is
-checkpointed with the state it guards), apply the rest to the cached state, score the
-touched NFTs, collections and wallets, and publish those that moved by at least the
-significance threshold since their last delta (every change is a new version). Then,
-in this order: history rows to the database (idempotent on
-(entity, version)), changed records to `entity-state` (one write per key), the dedup chunk,
-the deltas; the lane agent acknowledges the input only after that. A database failure
-raises TransientError before any state is written, so the batch is retried whole.
+- `fold` (per lane batch, in priority order): drop events this partition has already seen
+  (its dedup memory) and, after a crash, input records whose effects a bucket already holds
+  (tables/state_buckets.py marks); apply the rest to the cached state. Nothing is written.
+- `publish` (every `conflation_window_s`): score each changed entity once, plus the watched
+  NFTs of changed collections (dependants; every other NFT is scored on read). Every score
+  change is a new version with a history row; a delta goes out when it moved by at least
+  the significance threshold since the last delta. So a burst on one entity inside a window
+  is one version and at most one delta carrying the latest value.
+- `checkpoint` (every `checkpoint_interval_s` or `checkpoint_max_events`): publish, then
+  per partition write the changed state buckets and then the dedup chunk into the same
+  changelog partition, and wait for the outputs to be handed over. The lanes acknowledge
+  the covered input only after that (agents/lanes.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import msgspec
 from faust.types import EventT
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from trustscore_stream.agents.lanes import TransientError
-from trustscore_stream.db.history import ScoreVersionRow, record_score_versions
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
-from trustscore_stream.partitioning import partition_for
 from trustscore_stream.scoring import (
     CollectionState,
     NftState,
     ScoreResult,
-    State,
     WalletState,
     apply,
     keys_for,
@@ -40,9 +39,9 @@ from trustscore_stream.scoring import (
     score_nft,
     score_wallet,
 )
+from trustscore_stream.scoring.history import HistoryRow, history_row
 from trustscore_stream.scoring.publication import (
     Publication,
-    Published,
     Stored,
     delta_record,
     is_new_version,
@@ -51,23 +50,45 @@ from trustscore_stream.scoring.publication import (
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.tables.entity_state import EntityStore
+from trustscore_stream.tables.state_buckets import PartitionState
 from trustscore_stream.tables.watched import WatchIndex
 from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
 
+_history_encoder = msgspec.json.Encoder()
 
-def score_state(
-    key: str, records: dict[str, Stored], store: EntityStore, now: datetime
-) -> ScoreResult | None:
-    """Score one entity from its state and, for an NFT, its collection's."""
-    stored = records.get(key) or store.get(key)
-    if stored is None:
-        return None
+
+@dataclass
+class LaneRecord:
+    """One consumed lane (or retry) record and the events it carries."""
+
+    event: EventT[bytes]
+    items: list[Routed]
+
+    @property
+    def source(self) -> str:
+        message = self.event.message
+        return f"{message.topic}/{message.partition}"
+
+    @property
+    def partition(self) -> int:
+        return int(self.event.message.partition)
+
+    @property
+    def offset(self) -> int:
+        return int(self.event.message.offset)
+
+
+def collection_of(nft: str) -> str:
+    return "collection:" + nft.split(":", 1)[1].rsplit(":", 1)[0]
+
+
+def score_stored(key: str, stored: Stored, state_of: PartitionState, now: datetime) -> ScoreResult:
+    """Score one entity from its state and, for an NFT, its collection's (same partition)."""
     state = stored.state
     if isinstance(state, NftState):
-        collection_key = "collection:" + key.split(":", 1)[1].rsplit(":", 1)[0]
-        coll = records.get(collection_key) or store.get(collection_key)
+        coll = state_of.get(collection_of(key))
         coll_state = coll.state if coll is not None else None
         assert coll_state is None or isinstance(coll_state, CollectionState)
         return score_nft(state, coll_state, None, now)
@@ -77,7 +98,18 @@ def score_state(
     return score_wallet(state, now)
 
 
-class ScoringStage:
+def score_state(
+    key: str, entities: EntityStore, now: datetime
+) -> tuple[Stored, ScoreResult] | None:
+    """The current state and score of `key`, None if unknown (REST reads)."""
+    state_of = entities.partition(entities.partition_of(key))
+    stored = state_of.get(key)
+    if stored is None:
+        return None
+    return stored, score_stored(key, stored, state_of, now)
+
+
+class ScoringEngine:
     def __init__(
         self,
         settings: Settings,
@@ -85,124 +117,128 @@ class ScoringStage:
         metrics: Metrics,
         entities: EntityStore,
         dedup: DedupStore,
-        engine: Engine,
-        watched: WatchIndex | None = None,
+        watched: WatchIndex | None,
+        generation: Callable[[], int],
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.metrics = metrics
         self.entities = entities
         self.dedup = dedup
-        self.engine = engine
         self.watched = watched
-        self.db_ready = asyncio.Event()
+        self._generation = generation
+        self._seen_generation: int | None = None
         self.threshold = settings.significance
+        # partition -> changed entity -> the event that last changed it (not yet scored)
+        self._unscored: dict[int, dict[str, str]] = {}
+        # partition -> one of its folded events, to write its changelog partition
+        self._anchors: dict[int, EventT[bytes]] = {}
+        self.pending_events = 0
 
-    async def handle(self, items: list[Routed], anchors: dict[int, EventT[bytes]]) -> None:
+    def _check_generation(self) -> None:
+        generation = self._generation()
+        if generation != self._seen_generation:
+            # A rebalance: what was folded but not checkpointed is dropped with the cached
+            # state (the lanes drop its unacknowledged input, which is read again).
+            self._unscored.clear()
+            self._anchors.clear()
+            self.pending_events = 0
+            self._seen_generation = generation
+
+    async def fold(self, records: Sequence[LaneRecord]) -> None:
+        self._check_generation()
         now_s = time.time()
-        now = datetime.fromtimestamp(now_s, UTC)
-        by_partition: dict[int, list[Routed]] = defaultdict(list)
-        for item in items:
-            by_partition[partition_for(item.partition_key, self.settings.partitions)].append(item)
-        staged: dict[int, dict[str, Stored]] = {}
+        conflated = 0
+        for record in records:
+            partition = record.partition
+            state_of = self.entities.partition(partition)
+            memory = self.dedup.memory(partition)
+            unscored = self._unscored.setdefault(partition, {})
+            source, offset = record.source, record.offset
+            for item in record.items:
+                if not memory.remember(item.event_id, now_s):
+                    self.metrics.duplicates.inc()
+                    continue
+                event = item.envelope
+                current = {}
+                for key in keys_for(event):
+                    stored = state_of.get(key)
+                    if stored is not None:
+                        current[key] = stored.state
+                for key, state in apply(current, event).items():
+                    if state_of.holds(key, source, offset):
+                        continue  # this bucket was checkpointed with it before a crash
+                    previous = state_of.get(key)
+                    if previous is None:
+                        state_of.put(key, Stored(state))
+                    else:
+                        state_of.put(key, Stored(state, previous.published))
+                    if key in unscored:
+                        conflated += 1
+                    unscored[key] = item.event_id
+            state_of.folded(source, offset)
+            self._anchors[partition] = record.event
+            self.pending_events += len(record.items)
+        self.metrics.conflated.inc(conflated)
+
+    async def publish(self) -> None:
+        """Score what changed since the last call; send versions and deltas."""
+        self._check_generation()
+        if not any(self._unscored.values()):
+            return
+        now = datetime.now(UTC)
         publications: list[Publication] = []
-        try:
-            for partition, partition_items in by_partition.items():
-                records, pubs = self._fold(partition, partition_items, now_s, now)
-                staged[partition] = records
-                publications.extend(pubs)
-            if publications:
-                await self._record_history(publications)
-        except BaseException:
-            for partition in by_partition:
-                self.dedup.memory(partition).discard_pending()
-            raise
-        writes = 0
-        for partition, records in staged.items():
-            anchor = anchors[partition]
-            writes += self.entities.write(anchor, records)
-            self.metrics.table_writes.labels("dedup").inc(self.dedup.checkpoint(partition, anchor))
-        self.metrics.table_writes.labels("entity-state").inc(writes)
-        emitted = [p for p in publications if p.emit]
-        for p in emitted:
-            await self.topics.deltas.send(key=p.entity.encode(), value=delta_record(p))
-        self.metrics.deltas.inc(len(emitted))
+        history: dict[int, list[HistoryRow]] = {}
+        dependants = 0
+        for partition, changed in self._unscored.items():
+            state_of = self.entities.partition(partition)
+            eager: dict[str, str] = {}
+            if self.watched is not None:
+                for key in [k for k in changed if k.startswith("collection:")]:
+                    for nft in self.watched.nfts_of(key):
+                        if nft not in changed:
+                            eager[nft] = changed[key]
+            rows: list[HistoryRow] = []
+            for key, cause in (*changed.items(), *eager.items()):
+                stored = state_of.get(key)
+                if stored is None:
+                    continue
+                result = score_stored(key, stored, state_of, now)
+                if not is_new_version(stored.published, result):
+                    continue
+                published, publication = publish(
+                    key, stored.published, result, cause, now, self.threshold
+                )
+                state_of.put(key, Stored(stored.state, published))
+                publications.append(publication)
+                rows.append(history_row(publication))
+                dependants += key in eager
+            if rows:
+                history[partition] = rows
+        self._unscored.clear()
+        self.metrics.dependants_rescored.inc(dependants)
+        for partition, rows in history.items():
+            await self.topics.history.send(value=_history_encoder.encode(rows), partition=partition)
+        emitted = 0
+        for p in publications:
+            if p.emit:
+                await self.topics.deltas.send(key=p.entity.encode(), value=delta_record(p))
+                emitted += 1
+        self.metrics.deltas.inc(emitted)
         self.metrics.versions.inc(len(publications))
 
-    def _fold(
-        self, partition: int, items: list[Routed], now_s: float, now: datetime
-    ) -> tuple[dict[str, Stored], list[Publication]]:
-        memory = self.dedup.memory(partition)
-        records: dict[str, Stored] = {}
-        causes: dict[str, str] = {}
-        for item in items:
-            if not memory.remember(item.event_id, now_s):
-                self.metrics.duplicates.inc()
-                continue
-            event = item.envelope
-            current: dict[str, State] = {}
-            for key in keys_for(event):
-                stored = records.get(key) or self.entities.get(key)
-                if stored is not None:
-                    current[key] = stored.state
-            for key, state in apply(current, event).items():
-                previous = records.get(key) or self.entities.get(key)
-                published = previous.published if previous is not None else Published()
-                records[key] = Stored(state, published)
-                causes[key] = event.event_id
-        # Dependants: a changed collection reaches the NFTs somebody watches now; the rest
-        # are scored on read. Work is proportional to watchers, not to collection size.
-        dependants: set[str] = set()
-        for key in [k for k in records if k.startswith("collection:")]:
-            for nft in self.watched.nfts_of(key) if self.watched is not None else ():
-                if nft not in records:
-                    stored = self.entities.get(nft)
-                    if stored is not None:
-                        records[nft] = stored
-                        causes[nft] = causes[key]
-                        dependants.add(nft)
-        self.metrics.dependants_rescored.inc(len(dependants))
-        publications: list[Publication] = []
-        for key in list(records):
-            result = score_state(key, records, self.entities, now)
-            if result is None:
-                continue
-            stored = records[key]
-            if is_new_version(stored.published, result):
-                published, publication = publish(
-                    key, stored.published, result, causes[key], now, self.threshold
-                )
-                records[key] = Stored(stored.state, published)
-                publications.append(publication)
-            elif key in dependants:
-                del records[key]  # rescored, unchanged: nothing to write
-        return records, publications
-
-    async def _record_history(self, publications: list[Publication]) -> None:
-        rows = [
-            ScoreVersionRow(
-                entity=p.entity,
-                version=p.version,
-                score=p.score,
-                level=p.level,
-                confidence=p.result.confidence,
-                model_version=p.result.model_version,
-                factors={
-                    fid: {"value": f.value, "weight": f.weight, "evidence": list(f.evidence)}
-                    for fid, f in p.result.factors.items()
-                },
-                factors_changed=p.factors_changed,
-                cause_event_id=p.cause_event_id,
-                at=p.at,
-            )
-            for p in publications
-        ]
-        await self.db_ready.wait()
-        started = time.perf_counter()
-        try:
-            await asyncio.to_thread(record_score_versions, self.engine, rows)
-        except SQLAlchemyError as exc:
-            self.metrics.db_failures.inc()
-            raise TransientError(f"score history not written: {exc.__class__.__name__}") from exc
-        finally:
-            self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+    async def checkpoint(self) -> None:
+        """Publish, write changed state and dedup chunks, wait for every output."""
+        await self.publish()
+        self._check_generation()
+        writes = dedup_writes = 0
+        for partition, anchor in self._anchors.items():
+            writes += self.entities.write(partition, anchor)
+            # Written last into the same changelog partition: durable dedup ⇒ durable state.
+            dedup_writes += self.dedup.checkpoint(partition, anchor)
+        self.metrics.table_writes.labels("entity-state").inc(writes)
+        self.metrics.table_writes.labels("scoring-dedup").inc(dedup_writes)
+        self._anchors.clear()
+        self.pending_events = 0
+        # The lanes acknowledge next; Faust flushes the producer before it commits offsets,
+        # so everything queued above is durable before the input it covers is committed.

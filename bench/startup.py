@@ -193,9 +193,7 @@ async def main() -> int:
             for n in range(1, args.repeat + 1):
                 run = await run_once(broker, tmp, logs, args.timeout)
                 runs.append(run)
-                print(
-                    _row(str(n), run.ready_s, run.first_s, run.routed_s, run.taken_s), flush=True
-                )
+                print(_row(str(n), run.ready_s, run.first_s, run.routed_s, run.taken_s), flush=True)
         finally:
             await broker.astop()
     print(

@@ -1,9 +1,11 @@
 """Changelog-backed memory of seen event ids, written once per partition per checkpoint.
 
 Table `dedup`: key `b"{partition}:{hour_bucket}:{seq}"` (raw bytes), value: a JSON array of the
-event ids first seen on that partition during one checkpoint. The in-memory index of every
-partition is rebuilt from the table after each rebalance (the table is restored from its
-changelog first), so a duplicate is recognised across restarts, kill -9 and rebalances.
+event ids first seen on that partition during one checkpoint. The scoring stage keeps its
+own memory in its state table under the prefix `d:` (tables/entity_state.py). The
+in-memory index of every partition is rebuilt from the table after each rebalance (the
+table is restored from its changelog first), so a duplicate is recognised across restarts,
+kill -9 and rebalances.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from trustscore_stream.tables.partition_scope import partition_scope
 from trustscore_stream.tables.rocksdb import bytes_table
 
 TABLE_NAME = "dedup"
-# The scoring stage's own memory: lane records are at-least-once, and its dedup must be
-# checkpointed with the state it guards.
-SCORING_DEDUP_TABLE = "scoring-dedup"
 
 
 def declare_dedup_table(
@@ -43,8 +42,10 @@ class DedupStore:
         settings: Settings,
         generation: Callable[[], int],
         clock: Callable[[], float] = time.time,
+        prefix: str = "",
     ) -> None:
         self._table = table
+        self._prefix = prefix
         self._settings = settings
         self._generation = generation
         self._clock = clock
@@ -62,8 +63,11 @@ class DedupStore:
         if generation == self._loaded_generation:
             return
         memories: dict[int, DedupMemory] = {}
+        prefix = self._prefix.encode()
         for key, value in self._table.items():
-            partition, _, chunk_key = key.decode().partition(":")
+            if not key.startswith(prefix):
+                continue  # a table shared with other records (tables/entity_state.py)
+            partition, _, chunk_key = key[len(prefix) :].decode().partition(":")
             memory = memories.get(int(partition))
             if memory is None:
                 memory = memories[int(partition)] = self._new_memory()
@@ -88,10 +92,10 @@ class DedupStore:
             chunk = memory.take_pending(now)
             if chunk is not None:
                 chunk_key, ids = chunk
-                self._table[f"{partition}:{chunk_key}".encode()] = orjson.dumps(ids)
+                self._table[f"{self._prefix}{partition}:{chunk_key}".encode()] = orjson.dumps(ids)
                 writes += 1
             for chunk_key in memory.expire(now):
-                del self._table[f"{partition}:{chunk_key}".encode()]
+                del self._table[f"{self._prefix}{partition}:{chunk_key}".encode()]
                 writes += 1
         return writes
 

@@ -1,74 +1,104 @@
-"""Changelog-backed factor state per entity, read through a per-worker cache and written
-once per checkpoint per changed key.
+"""Changelog-backed factor state per entity, checkpointed by bucket (tables/state_buckets.py).
 
-Table `entity-state`: key = entity id as UTF-8 bytes (`nft:…`, `collection:…`, `wallet:…`;
-bytes, not str, because Faust serialises str table keys as JSON, and the router and the
-changelog must hash the same raw key as the lanes' partitioner),
-value = msgspec JSON of `Stored` (factor state + last published score). An NFT's key lives
-on its collection's partition (the lanes are partitioned by collection), so scoring an NFT
-reads its collection's state locally.
+Table `entity-state` (raw bytes keys and values), per partition:
+- `s:{partition}:{bucket}`: msgspec JSON `[marks, {entity: Stored}]` of the entities hashed
+  to that bucket (`TRUSTSCORE_STATE_BUCKETS` per partition);
+- `d:{partition}:{chunk}`: the scoring stage's seen event ids (tables/dedup.py), written
+  after the buckets of the same checkpoint, in the same changelog partition, so a durable
+  dedup chunk implies durable state.
+An NFT lives on its collection's partition (lanes are partitioned by collection), so
+scoring an NFT reads its collection's state locally. Keys name their partition, so a read
+from outside a stream (REST) finds the one database that holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import faust
-import msgspec
 from faust.types import EventT, TableT
 
+from trustscore_stream.events.ids import parse_entity_id
+from trustscore_stream.partitioning import partition_for
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.partition_scope import partition_scope
 from trustscore_stream.tables.rocksdb import bytes_table
+from trustscore_stream.tables.state_buckets import PartitionState
 
 TABLE_NAME = "entity-state"
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Stored)
-# Decoded records kept in memory per worker; beyond this the cache starts over (the table
-# is the truth, the cache only saves decoding).
-CACHE_LIMIT = 200_000
+SCORING_DEDUP_PREFIX = "d:"
+# Decoded clean entities kept per partition; beyond it they are dropped (still held encoded).
+DECODED_LIMIT = 50_000
 
 
 def declare_entity_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
     return bytes_table(
-        app, settings, TABLE_NAME, "Factor state and last published score per entity."
+        app,
+        settings,
+        TABLE_NAME,
+        "Factor state and last published score per entity, by bucket; scoring dedup ids.",
     )
 
 
+def partition_key_of(entity: str) -> str:
+    """The key an entity's events are partitioned by: an NFT's collection, else itself."""
+    parsed = parse_entity_id(entity)
+    return parsed.collection or entity
+
+
 class EntityStore:
-    def __init__(self, table: TableT[bytes, bytes], generation: Callable[[], int]) -> None:
+    def __init__(
+        self, table: TableT[bytes, bytes], settings: Settings, generation: Callable[[], int]
+    ) -> None:
         self._table = table
+        self._partitions = settings.partitions
+        self._buckets = settings.state_buckets
         self._generation = generation
-        self._cache: dict[str, Stored] = {}
-        self._cache_generation: int | None = None
+        self._states: dict[int, PartitionState] = {}
+        self._state_generation: int | None = None
 
     def _check_generation(self) -> None:
         generation = self._generation()
-        if generation != self._cache_generation:
-            self._cache.clear()  # partitions may have moved: re-read from the table
-            self._cache_generation = generation
+        if generation != self._state_generation:
+            # Partitions may have moved: drop everything not checkpointed (its input was
+            # not acknowledged and will be read again) and re-read from the table.
+            self._states.clear()
+            self._state_generation = generation
 
-    def get(self, key: str) -> Stored | None:
-        """The stored record (call inside `partition_scope` of the key's partition, or from
-        outside a stream, where the store searches every local partition)."""
+    @property
+    def generation(self) -> int | None:
+        return self._state_generation
+
+    def partition(self, partition: int) -> PartitionState:
         self._check_generation()
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        raw = self._table.get(key.encode())
-        if raw is None:
-            return None
-        stored = _decoder.decode(raw)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = stored
-        return stored
+        state = self._states.get(partition)
+        if state is None:
+            state = self._states[partition] = PartitionState(
+                partition, self._buckets, self._table.get
+            )
+        return state
 
-    def write(self, event: EventT[bytes], records: Mapping[str, Stored]) -> int:
-        """Persist changed records of one partition; `event` is one of that partition's."""
-        with partition_scope(event):
-            for key, stored in records.items():
-                self._table[key.encode()] = _encoder.encode(stored)
-                self._cache[key] = stored
-        return len(records)
+    def partition_of(self, entity: str) -> int:
+        return partition_for(partition_key_of(entity), self._partitions)
+
+    def get(self, entity: str) -> Stored | None:
+        """The current state of `entity` (folded, possibly not yet checkpointed)."""
+        return self.partition(self.partition_of(entity)).get(entity)
+
+    def dirty_partitions(self) -> list[int]:
+        self._check_generation()
+        return [p for p, state in self._states.items() if state.dirty]
+
+    def write(self, partition: int, anchor: EventT[bytes]) -> int:
+        """Write the changed buckets of `partition`; `anchor` is one of its events."""
+        writes = self.partition(partition).take_writes()
+        with partition_scope(anchor):
+            for key, value in writes:
+                self._table[key] = value
+        for state in self._states.values():
+            state.trim(DECODED_LIMIT)
+        return len(writes)
+
+    def loaded_entities(self) -> int:
+        return sum(state.size() for state in self._states.values())

@@ -100,11 +100,13 @@ async def test_ring_rug_pull_and_resolution(stack: Stack) -> None:
     restored = await wait_score(worker, NFT, lambda b: b["level"] != "high_risk")
     assert restored["score"] == pytest.approx(settled, abs=0.5)
 
-    # Deltas: versions of the NFT increase by one, each with its cause.
+    # Deltas: versions of the NFT increase by one, each with its cause. The first batch's
+    # changes fall into one conflation window (one version); the ring is the second. The
+    # collection-level rug pull reaches this unwatched NFT on read only (no version).
     records = await stack.consume("trustscore-deltas", until=4, settle=1.0)
     deltas = [orjson.loads(r.value or b"") for r in records if r.key == NFT.encode()]
     versions = [d["version"] for d in deltas]
-    assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 3
+    assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 2
     assert {"entity", "score", "previous", "delta", "level", "factors_changed"} <= deltas[-1].keys()
     assert {"cause_event_id", "version", "at", "model_version"} <= deltas[-1].keys()
     # Lanes may reorder events of different priority (the stale mint went to bulk); each

@@ -18,17 +18,22 @@ import faust
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from trustscore_stream.agents.history import HistoryStage
 from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.route import RouteStage
-from trustscore_stream.agents.scoring import ScoringStage
+from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings, load_settings
-from trustscore_stream.tables.dedup import SCORING_DEDUP_TABLE, DedupStore, declare_dedup_table
-from trustscore_stream.tables.entity_state import EntityStore, declare_entity_table
+from trustscore_stream.tables.dedup import DedupStore, declare_dedup_table
+from trustscore_stream.tables.entity_state import (
+    SCORING_DEDUP_PREFIX,
+    EntityStore,
+    declare_entity_table,
+)
 from trustscore_stream.tables.watched import WatchIndex, declare_watched_table
 from trustscore_stream.topics import Topics, declare_topics
 from trustscore_stream.web.health import register_health
@@ -51,7 +56,8 @@ class Runtime:
     ingest: IngestStage
     route: RouteStage
     lanes: LaneStage
-    scoring: ScoringStage
+    scoring: ScoringEngine
+    history: HistoryStage
     entities: EntityStore
     engine: Engine
 
@@ -104,28 +110,25 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     ingest = IngestStage(settings, topics, metrics)
     route = RouteStage(settings, topics, dedup, metrics)
     engine = create_engine_for(settings.effective_database_url)
-    entities = EntityStore(
-        declare_entity_table(app, settings), generation=lambda: app.consumer_generation_id
-    )
-    scoring_dedup = DedupStore(
-        declare_dedup_table(app, settings, SCORING_DEDUP_TABLE),
-        settings,
-        generation=lambda: app.consumer_generation_id,
-    )
-    watched = WatchIndex(
-        declare_watched_table(app, settings), generation=lambda: app.consumer_generation_id
-    )
-    scoring = ScoringStage(settings, topics, metrics, entities, scoring_dedup, engine, watched)
-    lanes = LaneStage(settings, topics, metrics, handler=scoring.handle)
+    generation = lambda: int(app.consumer_generation_id)  # noqa: E731
+    entity_table = declare_entity_table(app, settings)
+    entities = EntityStore(entity_table, settings, generation)
+    # The scoring stage's dedup memory lives in the state table, checkpointed with it.
+    scoring_dedup = DedupStore(entity_table, settings, generation, prefix=SCORING_DEDUP_PREFIX)
+    watched = WatchIndex(declare_watched_table(app, settings), generation)
+    scoring = ScoringEngine(settings, topics, metrics, entities, scoring_dedup, watched, generation)
+    lanes = LaneStage(settings, topics, metrics, engine=scoring)
+    history = HistoryStage(settings, topics, metrics, engine)
     if "ingest" in settings.stages:
         ingest.register(app)
     if "route" in settings.stages:
         route.register(app)
     if "lanes" in settings.stages:
         lanes.register(app)
+        history.register(app)
         WatchStage(settings, topics, watched).register(app)
     runtime = Runtime(
-        settings, topics, metrics, dedup, ingest, route, lanes, scoring, entities, engine
+        settings, topics, metrics, dedup, ingest, route, lanes, scoring, history, entities, engine
     )
     register_index(app, runtime)
     register_health(app, runtime)
@@ -134,15 +137,15 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     register_scores(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
-    app.task(_migrate_database(settings, scoring))
+    app.task(_migrate_database(settings, history))
     return app, runtime
 
 
-def _migrate_database(settings: Settings, scoring: ScoringStage) -> Any:
+def _migrate_database(settings: Settings, history: HistoryStage) -> Any:
     async def migrate() -> None:
         # The data dir (home of the default SQLite file) was created by create_app. A
-        # database that is down at start is waited for: scoring holds its batches (and the
-        # worker reports not ready) until the schema is in place.
+        # database that is down at start is waited for: the history writer holds its
+        # batches (and the worker reports not ready) until the schema is in place.
         delay = settings.retry_base_delay_s
         while True:
             try:
@@ -152,7 +155,7 @@ def _migrate_database(settings: Settings, scoring: ScoringStage) -> Any:
                 await asyncio.sleep(delay)
                 delay = min(settings.retry_max_delay_s, delay * 2)
             else:
-                scoring.db_ready.set()
+                history.db_ready.set()
                 return
 
     return migrate

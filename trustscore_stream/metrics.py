@@ -91,6 +91,21 @@ class Metrics:
             "New score versions (every change of a score, written to history)",
             registry=r,
         )
+        self.conflated = Counter(
+            "trustscore_score_changes_conflated_total",
+            "Entity changes merged into a change already waiting in the conflation window",
+            registry=r,
+        )
+        self.checkpoints = Counter(
+            "trustscore_checkpoints_total",
+            "Scoring checkpoints (state written, input acknowledged)",
+            registry=r,
+        )
+        self.history_rows = Counter(
+            "trustscore_history_rows_written_total",
+            "Score versions written to the database (new rows; replays are skipped)",
+            registry=r,
+        )
         self.dependants_rescored = Counter(
             "trustscore_dependants_rescored_total",
             "Watched NFTs rescored because their collection changed",

@@ -54,6 +54,15 @@ class Settings:
     lane_max_wait_s: float = 2.0
     # A score change smaller than this (points) is not published.
     significance: float = 0.5
+    # Scoring state is checkpointed (written, then its input acknowledged) this often, or
+    # after this many events, whichever comes first; changed entities are scored and their
+    # deltas published once per conflation window (a burst becomes one delta).
+    checkpoint_interval_s: float = 1.0
+    checkpoint_max_events: int = 50_000
+    conflation_window_s: float = 0.25
+    # Entity-state table records per partition (tables/state_buckets.py): more buckets mean
+    # smaller records and more of them per checkpoint. Fixed for the life of the state.
+    state_buckets: int = 32
     ingest_keys: Mapping[str, str] = field(default_factory=dict)
     ingest_rate: float = 1000.0
     log_level: str = "INFO"
@@ -161,6 +170,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_delay_s=_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
         lane_max_wait_s=_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
         significance=_float(env, "TRUSTSCORE_SIGNIFICANCE", 0.5),
+        checkpoint_interval_s=_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 1.0),
+        checkpoint_max_events=_int(env, "TRUSTSCORE_CHECKPOINT_MAX_EVENTS", 50_000, 1),
+        conflation_window_s=_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
+        state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),

@@ -23,6 +23,7 @@ INGEST = "trustscore-ingest"
 DELTAS = "trustscore-deltas"
 NOTIFICATIONS = "trustscore-notifications"
 WATCH = "trustscore-watch"
+HISTORY = "trustscore-score-history"
 
 
 def lane_topic_name(lane: Lane) -> str:
@@ -39,6 +40,7 @@ class Topics:
     deltas: faust.TopicT  # CONTRACT §6
     notifications: faust.TopicT  # CONTRACT §6
     watch: faust.TopicT  # watcher count changes, on the entity's partition
+    history: faust.TopicT  # published score versions on their way to the database
 
     def all(self) -> list[faust.TopicT]:
         return [
@@ -50,6 +52,7 @@ class Topics:
             self.deltas,
             self.notifications,
             self.watch,
+            self.history,
         ]
 
 
@@ -77,11 +80,12 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         deltas=topic(DELTAS, raw=False),
         notifications=topic(NOTIFICATIONS, raw=False),
         watch=topic(WATCH),
+        history=topic(HISTORY),
     )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the app, for creation before any producer or worker touches them."""
-    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH]
+    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH, HISTORY]
     names += [lane_topic_name(lane) for lane in LANES]
     return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]

@@ -38,5 +38,5 @@ def register_health(app: faust.App, runtime: Runtime) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            ready, body = readiness(app, runtime.scoring.db_ready.is_set())
+            ready, body = readiness(app, runtime.history.db_ready.is_set())
             return self.json(body, status=200 if ready else 503)

@@ -98,10 +98,10 @@ def register_scores(app: faust.App, runtime: Runtime) -> None:
             forwarded = await route(request, entity)
             if forwarded is not None:
                 return forwarded
-            stored = runtime.entities.get(entity)
-            result = score_state(entity, {}, runtime.entities, datetime.now(UTC))
-            if stored is None or result is None:
+            found = score_state(entity, runtime.entities, datetime.now(UTC))
+            if found is None:
                 return _json({"error": "not_found", "detail": f"no data for {entity}"}, 404)
+            stored, result = found
             return _json(score_document(entity, result, stored.published))
 
     @app.page("/api/v1/scores/{entity_id}/history")

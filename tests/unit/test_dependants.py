@@ -4,6 +4,7 @@ proportional to watched NFTs, not to the collection's size."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +14,14 @@ import pytest
 
 from tests.stack import CONTRACT, fraud, sale
 from trustscore_stream.agents import scoring as scoring_module
-from trustscore_stream.agents.scoring import ScoringStage
+from trustscore_stream.agents.scoring import LaneRecord, ScoringEngine
 from trustscore_stream.events.classification import classify
 from trustscore_stream.events.decoding import decode_record
 from trustscore_stream.events.dedup import DedupMemory
 from trustscore_stream.events.routed import routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.scoring import CollectionState, NftState, apply
+from trustscore_stream.scoring.history import decode_history
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import load_settings
 
@@ -35,7 +37,9 @@ def minted() -> NftState:
     return state
 
 
-class Entities:
+class Partition:
+    """PartitionState's interface over a dict, counting reads."""
+
     def __init__(self) -> None:
         self.records: dict[str, Stored] = {COLLECTION: Stored(CollectionState(id=COLLECTION))}
         template = minted()
@@ -43,10 +47,29 @@ class Entities:
             key = f"nft:eth:{CONTRACT}:{token}"
             self.records[key] = Stored(msgspec.structs.replace(template, id=key))
         self.reads = 0
+        self.puts: set[str] = set()
 
     def get(self, key: str) -> Stored | None:
         self.reads += 1
         return self.records.get(key)
+
+    def put(self, key: str, stored: Stored) -> None:
+        self.records[key] = stored
+        self.puts.add(key)
+
+    def holds(self, key: str, source: str, offset: int) -> bool:
+        return False
+
+    def folded(self, source: str, offset: int) -> None:
+        return None
+
+
+class Entities:
+    def __init__(self) -> None:
+        self.state = Partition()
+
+    def partition(self, partition: int) -> Partition:
+        return self.state
 
 
 class Dedup:
@@ -66,34 +89,67 @@ class Watched:
         )
 
 
-def test_collection_finding_rescores_watched_nfts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+@dataclass
+class Topic:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+
+@dataclass
+class Topics:
+    history: Topic = field(default_factory=Topic)
+    deltas: Topic = field(default_factory=Topic)
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+async def test_collection_finding_rescores_watched_nfts_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     entities = Entities()
-    stage = ScoringStage(
+    topics = Topics()
+    engine = ScoringEngine(
         load_settings({}),
-        None,
+        topics,  # type: ignore[arg-type]
         Metrics(),
-        entities,
-        Dedup(),
-        None,
+        entities,  # type: ignore[arg-type]
+        Dedup(),  # type: ignore[arg-type]
         Watched(),  # type: ignore[arg-type]
+        generation=lambda: 1,
     )
     scored: list[str] = []
-    real = scoring_module.score_state
+    real = scoring_module.score_stored
 
     def counting(key: str, *args: Any) -> Any:
         scored.append(key)
         return real(key, *args)
 
-    monkeypatch.setattr(scoring_module, "score_state", counting)
+    monkeypatch.setattr(scoring_module, "score_stored", counting)
     now = datetime.now(UTC)
     finding = decode_record(orjson.dumps(fraud("rug", "critical", 0.95))).envelopes[0]
     item = routed(finding, classify(finding, now), time.time())
-    records, publications = stage._fold(0, [item], time.time(), now)
+    record = LaneRecord(Event(Message("lane", 0, 7)), [item])  # type: ignore[arg-type]
+    await engine.fold([record])
+    await engine.publish()
 
     assert sorted(scored) == sorted([COLLECTION, *Watched().nfts_of(COLLECTION)])
-    assert entities.reads <= 3 * (WATCHED + 1)  # not ~100,000
-    published = {p.entity: p for p in publications}
-    assert COLLECTION in published
+    assert entities.state.reads <= 4 * (WATCHED + 1)  # not ~100,000
+    rows = {r.entity: r for m in topics.history.sent for r in decode_history(m["value"])}
+    assert COLLECTION in rows
     for nft in Watched().nfts_of(COLLECTION):
-        assert published[nft].level == "high_risk"  # eagerly rescored and published
-    assert len(records) == WATCHED + 1
+        assert rows[nft].level == "high_risk"  # eagerly rescored and published
+    assert entities.state.puts == {COLLECTION, *Watched().nfts_of(COLLECTION)}
+    deltas = {m["key"].decode() for m in topics.deltas.sent}
+    assert deltas == {COLLECTION, *Watched().nfts_of(COLLECTION)}

@@ -17,6 +17,7 @@ import pytest
 from tests.stack import sale
 from trustscore_stream.agents import batches
 from trustscore_stream.agents.lanes import LaneStage, TransientError, _Work
+from trustscore_stream.agents.scoring import LaneRecord
 from trustscore_stream.events.classification import LANES, classify
 from trustscore_stream.events.decoding import decode_record
 from trustscore_stream.events.retry import RetryEnvelope
@@ -56,16 +57,41 @@ def items(count: int) -> list[Routed]:
     return [routed(e, classify(e, now), time.time()) for e in envelopes.envelopes]
 
 
-async def failing(_items: list[Routed], _anchors: dict[int, Any]) -> None:
-    raise TransientError("database unavailable")
+class Failing:
+    pending_events = 0
+
+    async def fold(self, records: Any) -> None:
+        raise TransientError("database unavailable")
+
+    async def publish(self) -> None:
+        return None
+
+    async def checkpoint(self) -> None:
+        return None
+
+
+@dataclass
+class Message:
+    topic: str = "lane-normal"
+    partition: int = 0
+    offset: int = 0
+
+
+@dataclass
+class Event:
+    message: Message = field(default_factory=Message)
+
+
+def work(batch: list[Routed], attempt: int) -> _Work:
+    return _Work("normal", [LaneRecord(Event(), batch)], attempt)  # type: ignore[arg-type]
 
 
 async def test_transient_failure_goes_to_retry_then_dlq() -> None:
     settings = load_settings({"TRUSTSCORE_RETRY_MAX_ATTEMPTS": "3"})
     topics = FakeTopics()
-    stage = LaneStage(settings, topics, Metrics(), handler=failing)  # type: ignore[arg-type]
+    stage = LaneStage(settings, topics, Metrics(), engine=Failing())  # type: ignore[arg-type]
     batch = items(4)
-    await stage._handle("normal", _Work("normal", batch, {}, attempt=0))
+    await stage._handle("normal", work(batch, 0))
     assert topics.dlq.sent == []
     partition = partition_for(batch[0].partition_key, settings.partitions)
     (record,) = topics.retry.sent
@@ -76,10 +102,10 @@ async def test_transient_failure_goes_to_retry_then_dlq() -> None:
     assert 0.25 <= retry.not_before - time.time() <= 0.5  # base 0.5 s, equal jitter
 
     # Second failure: backoff doubles; third (the last allowed): dead-lettered, not lost.
-    await stage._handle("normal", _Work("normal", batch, {}, attempt=1))
+    await stage._handle("normal", work(batch, 1))
     later = msgspec.json.decode(topics.retry.sent[-1]["value"], type=RetryEnvelope)
     assert later.attempt == 2 and 0.5 <= later.not_before - time.time() <= 1.0
-    await stage._handle("normal", _Work("normal", batch, {}, attempt=2))
+    await stage._handle("normal", work(batch, 2))
     assert len(topics.retry.sent) == 2
     assert [d["value"]["reason"] for d in topics.dlq.sent] == ["retries_exhausted"] * 4
     assert [d["value"]["event_id"] for d in topics.dlq.sent] == ["e0", "e1", "e2", "e3"]

@@ -1,0 +1,58 @@
+"""Score history rows as they travel from scoring to the database writer (pure).
+
+Scoring sends one record per partition and conflation window to the internal history
+topic; agents/history.py writes them in batches, idempotent on (entity, version), so the
+score path never waits on the database and a database outage loses nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from trustscore_stream.scoring.publication import Publication
+
+
+class FactorRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    value: float
+    weight: float
+    evidence: list[str]
+
+
+class HistoryRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    entity: str
+    version: int
+    score: float
+    level: str
+    confidence: float
+    model_version: str
+    factors: dict[str, FactorRow]
+    factors_changed: list[str]
+    cause_event_id: str | None
+    at: datetime
+
+
+def history_row(p: Publication) -> HistoryRow:
+    return HistoryRow(
+        entity=p.entity,
+        version=p.version,
+        score=p.score,
+        level=p.level,
+        confidence=p.result.confidence,
+        model_version=p.result.model_version,
+        factors={
+            fid: FactorRow(f.value, f.weight, list(f.evidence))
+            for fid, f in p.result.factors.items()
+        },
+        factors_changed=list(p.factors_changed),
+        cause_event_id=p.cause_event_id,
+        at=p.at,
+    )
+
+
+_decoder = msgspec.json.Decoder(list[HistoryRow])
+
+
+def decode_history(raw: bytes) -> list[HistoryRow]:
+    return _decoder.decode(raw)
