@@ -2,17 +2,16 @@
 changed once per conflation window, and checkpoint (Kafka Streams / Quix style).
 
 - `fold` (per lane batch, in priority order): drop events this partition has already seen
-  (its dedup memory) and, after a crash, input records whose effects a bucket already holds
-  (tables/state_buckets.py marks); apply the rest to the cached state. Nothing is written.
+  (its dedup memory), apply the rest to the cached state. Nothing is written.
 - `publish` (every `conflation_window_s`): score each changed entity once, plus the watched
   NFTs of changed collections (dependants; every other NFT is scored on read). Every score
   change is a new version with a history row; a delta goes out when it moved by at least
   the significance threshold since the last delta. So a burst on one entity inside a window
   is one version and at most one delta carrying the latest value.
 - `checkpoint` (every `checkpoint_interval_s` or `checkpoint_max_events`): publish, then
-  per partition write the changed state buckets and then the dedup chunk into the same
-  changelog partition, and wait for the outputs to be handed over. The lanes acknowledge
-  the covered input only after that (agents/lanes.py).
+  per partition write the changed state buckets, the dedup chunk and the commit marker, in
+  that order, into the same changelog partition (tables/entity_state.py). The lanes
+  acknowledge the covered input only after that (agents/lanes.py).
 """
 
 from __future__ import annotations
@@ -154,7 +153,6 @@ class ScoringEngine:
             state_of = self.entities.partition(partition)
             memory = self.dedup.memory(partition)
             unscored = self._unscored.setdefault(partition, {})
-            source, offset = record.source, record.offset
             for item in record.items:
                 if not memory.remember(item.event_id, now_s):
                     self.metrics.duplicates.inc()
@@ -166,8 +164,6 @@ class ScoringEngine:
                     if stored is not None:
                         current[key] = stored.state
                 for key, state in apply(current, event).items():
-                    if state_of.holds(key, source, offset):
-                        continue  # this bucket was checkpointed with it before a crash
                     previous = state_of.get(key)
                     if previous is None:
                         state_of.put(key, Stored(state))
@@ -176,7 +172,6 @@ class ScoringEngine:
                     if key in unscored:
                         conflated += 1
                     unscored[key] = item.event_id
-            state_of.folded(source, offset)
             self._anchors[partition] = record.event
             self.pending_events += len(record.items)
         self.metrics.conflated.inc(conflated)
@@ -233,9 +228,9 @@ class ScoringEngine:
         self._check_generation()
         writes = dedup_writes = 0
         for partition, anchor in self._anchors.items():
-            writes += self.entities.write(partition, anchor)
-            # Written last into the same changelog partition: durable dedup ⇒ durable state.
-            dedup_writes += self.dedup.checkpoint(partition, anchor)
+            state, seen = self.entities.checkpoint(partition, anchor, self.dedup)
+            writes += state
+            dedup_writes += seen
         self.metrics.table_writes.labels("entity-state").inc(writes)
         self.metrics.table_writes.labels("scoring-dedup").inc(dedup_writes)
         self._anchors.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
 import orjson
@@ -43,9 +44,13 @@ class DedupStore:
         generation: Callable[[], int],
         clock: Callable[[], float] = time.time,
         prefix: str = "",
+        commit_prefix: str | None = None,
     ) -> None:
         self._table = table
         self._prefix = prefix
+        # With a commit prefix, chunks belong to numbered checkpoints and count only once
+        # the partition's commit marker (`{commit_prefix}{partition}`) reaches their number.
+        self._commit_prefix = commit_prefix
         self._settings = settings
         self._generation = generation
         self._clock = clock
@@ -64,14 +69,26 @@ class DedupStore:
             return
         memories: dict[int, DedupMemory] = {}
         prefix = self._prefix.encode()
+        commit = self._commit_prefix.encode() if self._commit_prefix is not None else None
+        committed: dict[int, int] = {}
+        chunks: list[tuple[int, str, Any]] = []
         for key, value in self._table.items():
-            if not key.startswith(prefix):
-                continue  # a table shared with other records (tables/entity_state.py)
-            partition, _, chunk_key = key[len(prefix) :].decode().partition(":")
-            memory = memories.get(int(partition))
+            if commit is not None and key.startswith(commit):
+                committed[int(key[len(commit) :])] = int(value)
+            elif key.startswith(prefix):  # the table may be shared (tables/entity_state.py)
+                partition, _, chunk_key = key[len(prefix) :].decode().partition(":")
+                chunks.append((int(partition), chunk_key, orjson.loads(value)))
+        for partition, chunk_key, loaded in chunks:
+            if commit is not None:
+                if loaded["s"] > committed.get(partition, 0):
+                    continue  # from a checkpoint that never committed: its input is replayed
+                ids = loaded["i"]
+            else:
+                ids = loaded
+            memory = memories.get(partition)
             if memory is None:
-                memory = memories[int(partition)] = self._new_memory()
-            memory.load_chunk(chunk_key, orjson.loads(value))
+                memory = memories[partition] = self._new_memory()
+            memory.load_chunk(chunk_key, ids)
         self._memories = memories
         self._loaded_generation = generation
 
@@ -82,9 +99,10 @@ class DedupStore:
             memory = self._memories[partition] = self._new_memory()
         return memory
 
-    def checkpoint(self, partition: int, event: EventT[bytes]) -> int:
+    def checkpoint(self, partition: int, event: EventT[bytes], seq: int | None = None) -> int:
         """Persist what `partition` learnt since the last checkpoint; `event` must be one
-        of that partition's events. Returns the number of table writes made."""
+        of that partition's events; `seq`: the checkpoint's number (with a commit prefix).
+        Returns the number of table writes made."""
         memory = self.memory(partition)
         now = self._clock()
         writes = 0
@@ -92,7 +110,8 @@ class DedupStore:
             chunk = memory.take_pending(now)
             if chunk is not None:
                 chunk_key, ids = chunk
-                self._table[f"{self._prefix}{partition}:{chunk_key}".encode()] = orjson.dumps(ids)
+                value = ids if self._commit_prefix is None else {"s": seq, "i": ids}
+                self._table[f"{self._prefix}{partition}:{chunk_key}".encode()] = orjson.dumps(value)
                 writes += 1
             for chunk_key in memory.expire(now):
                 del self._table[f"{self._prefix}{partition}:{chunk_key}".encode()]

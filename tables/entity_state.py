@@ -3,9 +3,11 @@
 Table `entity-state` (raw bytes keys and values), per partition:
 - `s:{partition}:{bucket}`: msgspec JSON `[marks, {entity: Stored}]` of the entities hashed
   to that bucket (`TRUSTSCORE_STATE_BUCKETS` per partition);
-- `d:{partition}:{chunk}`: the scoring stage's seen event ids (tables/dedup.py), written
-  after the buckets of the same checkpoint, in the same changelog partition, so a durable
-  dedup chunk implies durable state.
+- `d:{partition}:{chunk}`: the scoring stage's seen event ids (tables/dedup.py), tagged
+  with their checkpoint's number;
+- `c:{partition}`: the number of the last complete checkpoint, written after its buckets
+  and dedup chunk in the same changelog partition. Buckets and chunks of a checkpoint that
+  did not complete are rolled back / ignored on load (tables/state_buckets.py).
 An NFT lives on its collection's partition (lanes are partitioned by collection), so
 scoring an NFT reads its collection's state locally. Keys name their partition, so a read
 from outside a stream (REST) finds the one database that holds them.
@@ -22,12 +24,14 @@ from trustscore_stream.events.ids import parse_entity_id
 from trustscore_stream.partitioning import partition_for
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import Settings
+from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.tables.partition_scope import partition_scope
 from trustscore_stream.tables.rocksdb import bytes_table
 from trustscore_stream.tables.state_buckets import PartitionState
 
 TABLE_NAME = "entity-state"
 SCORING_DEDUP_PREFIX = "d:"
+COMMIT_PREFIX = "c:"
 # Decoded clean entities kept per partition; beyond it they are dropped (still held encoded).
 DECODED_LIMIT = 50_000
 
@@ -90,15 +94,24 @@ class EntityStore:
         self._check_generation()
         return [p for p, state in self._states.items() if state.dirty]
 
-    def write(self, partition: int, anchor: EventT[bytes]) -> int:
-        """Write the changed buckets of `partition`; `anchor` is one of its events."""
-        writes = self.partition(partition).take_writes()
+    def checkpoint(
+        self, partition: int, anchor: EventT[bytes], dedup: DedupStore | None = None
+    ) -> tuple[int, int]:
+        """Write the changed buckets of `partition`, then its new dedup ids, then the commit
+        marker, all to its changelog partition (`anchor` is one of its events). Returns the
+        number of bucket and dedup writes."""
+        state = self.partition(partition)
+        seq, writes = state.take_writes()
         with partition_scope(anchor):
             for key, value in writes:
                 self._table[key] = value
-        for state in self._states.values():
-            state.trim(DECODED_LIMIT)
-        return len(writes)
+            dedup_writes = dedup.checkpoint(partition, anchor, seq) if dedup is not None else 0
+            if writes or dedup_writes:
+                key, value = state.commit(seq)
+                self._table[key] = value
+        for loaded in self._states.values():
+            loaded.trim(DECODED_LIMIT)
+        return len(writes), dedup_writes
 
     def loaded_entities(self) -> int:
         return sum(state.size() for state in self._states.values())

@@ -6,10 +6,14 @@ covers. Entities are hashed into a fixed number of buckets per partition; a buck
 table record (`s:{partition}:{bucket}`) holding its entities' encoded state, so a checkpoint
 writes at most `buckets` records per partition however many entities changed.
 
-Each bucket also carries *marks*: per input source (`topic/partition`) the highest record
-offset whose effects it holds. A kill -9 can leave some of a checkpoint's records durable
-and others not; on replay an input record at or below a bucket's mark is skipped for that
-bucket's keys, so a partly durable checkpoint neither loses nor double-counts an event.
+Why seq, undo and a commit marker: one event can change entities in two buckets (an NFT
+and its collection), and a kill -9 can leave any prefix of a checkpoint's records durable.
+Each checkpoint has a sequence number; every bucket it writes carries that number and the
+previous value of each entity it changed (undo); the partition's commit marker
+(`c:{partition}`, written last, in the same changelog partition) names the last complete
+checkpoint. A bucket newer than the marker is rolled back on load and rewritten by the next
+checkpoint, so state is always exactly that of a complete checkpoint; the input after it
+was not acknowledged and is read again.
 
 Encoded entities are kept as they came from the table (`msgspec.Raw`) and decoded on first
 use, so a checkpoint re-encodes only the entities that changed.
@@ -25,11 +29,14 @@ import msgspec
 from trustscore_stream.scoring.publication import Stored
 
 STATE_PREFIX = "s"
+COMMIT_PREFIX = "c"
 
 
 class Bucket(msgspec.Struct, gc=False, array_like=True):
-    marks: dict[str, int]
+    seq: int
     entities: dict[str, msgspec.Raw]
+    undo: dict[str, msgspec.Raw]  # values before checkpoint `seq` of what it changed...
+    created: list[str]  # ...and what it added
 
 
 _bucket_encoder = msgspec.json.Encoder()
@@ -47,12 +54,16 @@ def bucket_key(partition: int, bucket: int) -> bytes:
     return f"{STATE_PREFIX}:{partition}:{bucket}".encode()
 
 
-class _Loaded:
-    __slots__ = ("dirty", "marks", "raw")
+def commit_key(partition: int) -> bytes:
+    return f"{COMMIT_PREFIX}:{partition}".encode()
 
-    def __init__(self, marks: dict[str, int], raw: dict[str, msgspec.Raw]) -> None:
-        self.marks = marks  # as durable in the table (updated when this process writes it)
-        self.raw = raw
+
+class _Loaded:
+    __slots__ = ("dirty", "raw", "undo")
+
+    def __init__(self, raw: dict[str, msgspec.Raw]) -> None:
+        self.raw = raw  # as of the last complete checkpoint (or written by this process)
+        self.undo: dict[str, msgspec.Raw | None] = {}  # committed values of dirty entities
         self.dirty: set[str] = set()
 
 
@@ -65,18 +76,40 @@ class PartitionState:
         self._read = read
         self._loaded: dict[int, _Loaded] = {}
         self._objects: dict[str, Stored] = {}  # decoded, including every dirty entity
-        self._folded: dict[str, int] = {}  # source -> highest offset folded in memory
+        marker = read(commit_key(partition))
+        self.committed = int(marker) if marker is not None else 0
+        self.seq = self.committed
+        self.rolled_back = 0
+        self._recover()
+
+    def _recover(self) -> None:
+        """Roll back buckets written by a checkpoint that never committed."""
+        for index in range(self.buckets):
+            raw = self._read(bucket_key(self.partition, index))
+            if raw is None:
+                continue
+            bucket = _bucket_decoder.decode(raw)
+            self.seq = max(self.seq, bucket.seq)
+            if bucket.seq <= self.committed:
+                continue  # loaded lazily when needed
+            loaded = _Loaded(bucket.entities)
+            for key, before in bucket.undo.items():
+                loaded.raw[key] = before
+                loaded.undo[key] = before
+                loaded.dirty.add(key)  # rewritten by the next checkpoint, whatever happens
+            for key in bucket.created:
+                loaded.raw.pop(key, None)
+                loaded.undo[key] = None
+                loaded.dirty.add(key)
+            self._loaded[index] = loaded
+            self.rolled_back += 1
 
     def _bucket(self, key: str) -> _Loaded:
         index = bucket_of(key, self.buckets)
         loaded = self._loaded.get(index)
         if loaded is None:
             raw = self._read(bucket_key(self.partition, index))
-            if raw is None:
-                loaded = _Loaded({}, {})
-            else:
-                decoded = _bucket_decoder.decode(raw)
-                loaded = _Loaded(decoded.marks, decoded.entities)
+            loaded = _Loaded({} if raw is None else _bucket_decoder.decode(raw).entities)
             self._loaded[index] = loaded
         return loaded
 
@@ -92,17 +125,11 @@ class PartitionState:
         return stored
 
     def put(self, key: str, stored: Stored) -> None:
+        loaded = self._bucket(key)
+        if key not in loaded.dirty:
+            loaded.undo[key] = loaded.raw.get(key)
+            loaded.dirty.add(key)
         self._objects[key] = stored
-        self._bucket(key).dirty.add(key)
-
-    def holds(self, key: str, source: str, offset: int) -> bool:
-        """Whether the durable state of `key` already holds the input record at `offset`."""
-        return self._bucket(key).marks.get(source, -1) >= offset
-
-    def folded(self, source: str, offset: int) -> None:
-        """Record that the input record at `offset` of `source` has been folded in memory."""
-        if offset > self._folded.get(source, -1):
-            self._folded[source] = offset
 
     @property
     def dirty(self) -> bool:
@@ -112,22 +139,31 @@ class PartitionState:
         for loaded in self._loaded.values():
             yield from loaded.dirty
 
-    def take_writes(self) -> list[tuple[bytes, bytes]]:
-        """The records for every changed bucket, marked with what has been folded so far;
-        the buckets count as written (call only right before writing them)."""
+    def take_writes(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The next checkpoint's number and its records: every changed bucket, then the
+        commit marker. The buckets count as written (call right before writing them)."""
+        seq = self.seq + 1
         writes: list[tuple[bytes, bytes]] = []
-        marks = dict(self._folded)
         for index, loaded in self._loaded.items():
             if not loaded.dirty:
                 continue
             for key in loaded.dirty:
-                loaded.raw[key] = msgspec.Raw(_stored_encoder.encode(self._objects[key]))
-            loaded.dirty.clear()
-            # Sources this bucket knew but that were not folded here since keep their mark.
-            loaded.marks = {**loaded.marks, **marks}
-            value = _bucket_encoder.encode(Bucket(loaded.marks, loaded.raw))
+                stored = self._objects.get(key)
+                if stored is not None:
+                    loaded.raw[key] = msgspec.Raw(_stored_encoder.encode(stored))
+            undo = {k: v for k, v in loaded.undo.items() if v is not None}
+            created = [k for k, v in loaded.undo.items() if v is None]
+            value = _bucket_encoder.encode(Bucket(seq, loaded.raw, undo, created))
             writes.append((bucket_key(self.partition, index), value))
-        return writes
+            loaded.dirty = set()
+            loaded.undo = {}
+        self.seq = seq
+        return seq, writes
+
+    def commit(self, seq: int) -> tuple[bytes, bytes]:
+        """The commit marker record of checkpoint `seq` (write it after everything else)."""
+        self.committed = seq
+        return commit_key(self.partition), str(seq).encode()
 
     def trim(self, max_objects: int) -> None:
         """Forget decoded clean entities beyond `max_objects` (they stay encoded)."""

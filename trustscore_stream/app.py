@@ -30,6 +30,7 @@ from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings, load_settings
 from trustscore_stream.tables.dedup import DedupStore, declare_dedup_table
 from trustscore_stream.tables.entity_state import (
+    COMMIT_PREFIX,
     SCORING_DEDUP_PREFIX,
     EntityStore,
     declare_entity_table,
@@ -114,7 +115,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     entity_table = declare_entity_table(app, settings)
     entities = EntityStore(entity_table, settings, generation)
     # The scoring stage's dedup memory lives in the state table, checkpointed with it.
-    scoring_dedup = DedupStore(entity_table, settings, generation, prefix=SCORING_DEDUP_PREFIX)
+    scoring_dedup = DedupStore(
+        entity_table, settings, generation, prefix=SCORING_DEDUP_PREFIX, commit_prefix=COMMIT_PREFIX
+    )
     watched = WatchIndex(declare_watched_table(app, settings), generation)
     scoring = ScoringEngine(settings, topics, metrics, entities, scoring_dedup, watched, generation)
     lanes = LaneStage(settings, topics, metrics, engine=scoring)
