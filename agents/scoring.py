@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
+import orjson
 from faust.types import EventT
 
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
+from trustscore_stream.output import FaustOutput, Output
 from trustscore_stream.scoring import (
     CollectionState,
     NftState,
@@ -38,7 +39,7 @@ from trustscore_stream.scoring import (
     score_nft,
     score_wallet,
 )
-from trustscore_stream.scoring.history import HistoryRow, history_row
+from trustscore_stream.scoring.history import HistoryRow, encode_history, history_row
 from trustscore_stream.scoring.publication import (
     Publication,
     Stored,
@@ -54,8 +55,6 @@ from trustscore_stream.tables.watched import WatchIndex
 from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
-
-_history_encoder = msgspec.json.Encoder()
 
 
 @dataclass
@@ -118,6 +117,7 @@ class ScoringEngine:
         dedup: DedupStore,
         watched: WatchIndex | None,
         generation: Callable[[], int],
+        output: Output | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -126,6 +126,7 @@ class ScoringEngine:
         self.dedup = dedup
         self.watched = watched
         self._generation = generation
+        self.output: Output = output if output is not None else FaustOutput()
         self._seen_generation: int | None = None
         self.threshold = settings.significance
         # partition -> changed entity -> the event that last changed it (not yet scored)
@@ -213,11 +214,13 @@ class ScoringEngine:
         self._unscored.clear()
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
-            await self.topics.history.send(value=_history_encoder.encode(rows), partition=partition)
+            for record in encode_history(rows):
+                await self.output.send(self.topics.history, value=record, partition=partition)
         emitted = 0
         for p in publications:
             if p.emit:
-                await self.topics.deltas.send(key=p.entity.encode(), value=delta_record(p))
+                value = orjson.dumps(delta_record(p))
+                await self.output.send(self.topics.deltas, key=p.entity.encode(), value=value)
                 emitted += 1
         self.metrics.deltas.inc(emitted)
         self.metrics.versions.inc(len(publications))
@@ -231,6 +234,9 @@ class ScoringEngine:
             state, seen = self.entities.checkpoint(partition, anchor, self.dedup)
             writes += state
             dedup_writes += seen
+        # Deltas and history go through the batching producer, which Faust does not flush
+        # before it commits: they must be delivered before the lanes acknowledge.
+        await self.output.flush()
         self.metrics.table_writes.labels("entity-state").inc(writes)
         self.metrics.table_writes.labels("scoring-dedup").inc(dedup_writes)
         self._anchors.clear()

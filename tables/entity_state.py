@@ -15,6 +15,7 @@ from outside a stream (REST) finds the one database that holds them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import faust
@@ -34,6 +35,11 @@ SCORING_DEDUP_PREFIX = "d:"
 COMMIT_PREFIX = "c:"
 # Decoded clean entities kept per partition; beyond it they are dropped (still held encoded).
 DECODED_LIMIT = 50_000
+# A bucket record (state plus the undo of one checkpoint) this big is close to Kafka's
+# default 1 MiB message limit.
+LARGE_BUCKET_BYTES = 512 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def declare_entity_table(app: faust.App, settings: Settings) -> TableT[bytes, bytes]:
@@ -104,6 +110,13 @@ class EntityStore:
         seq, writes = state.take_writes()
         with partition_scope(anchor):
             for key, value in writes:
+                if len(value) > LARGE_BUCKET_BYTES:
+                    log.warning(
+                        "state bucket %s is %d bytes; raise TRUSTSCORE_STATE_BUCKETS (a record "
+                        "over the broker's message limit, 1 MiB by default, cannot be written)",
+                        key.decode(),
+                        len(value),
+                    )
                 self._table[key] = value
             dedup_writes = dedup.checkpoint(partition, anchor, seq) if dedup is not None else 0
             if writes or dedup_writes:

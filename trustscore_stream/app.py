@@ -27,6 +27,7 @@ from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
 from trustscore_stream.metrics import Metrics
+from trustscore_stream.output import BatchingOutput
 from trustscore_stream.settings import Settings, load_settings
 from trustscore_stream.tables.dedup import DedupStore, declare_dedup_table
 from trustscore_stream.tables.entity_state import (
@@ -119,7 +120,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         entity_table, settings, generation, prefix=SCORING_DEDUP_PREFIX, commit_prefix=COMMIT_PREFIX
     )
     watched = WatchIndex(declare_watched_table(app, settings), generation)
-    scoring = ScoringEngine(settings, topics, metrics, entities, scoring_dedup, watched, generation)
+    output = BatchingOutput(settings.broker_url)
+    app.service(output)  # type: ignore[arg-type]  # Faust takes instances too
+    scoring = ScoringEngine(
+        settings, topics, metrics, entities, scoring_dedup, watched, generation, output
+    )
     lanes = LaneStage(settings, topics, metrics, engine=scoring)
     history = HistoryStage(settings, topics, metrics, engine)
     if "ingest" in settings.stages:

@@ -168,3 +168,14 @@ async def test_every_durable_prefix_of_a_checkpoint_recovers_exactly() -> None:
                 dict.__setitem__(restored, key, value)
         recovered = await run(restored, lane_records(len(FIRST), SECOND))
         assert states(recovered) == expected, f"prefix of {durable} writes"
+
+
+def test_history_records_stay_small() -> None:
+    from trustscore_stream.scoring.history import HistoryRow, decode_history, encode_history
+
+    row = HistoryRow(
+        "nft:eth:0x1:1", 1, 50.0, "moderate", 0.5, "m1", {}, ["a" * 100], None, datetime.now(UTC)
+    )
+    records = encode_history([row] * 1000, max_bytes=10_000)
+    assert all(len(r) <= 10_000 for r in records) and len(records) > 10
+    assert sum(len(decode_history(r)) for r in records) == 1000

@@ -52,6 +52,26 @@ def history_row(p: Publication) -> HistoryRow:
 
 
 _decoder = msgspec.json.Decoder(list[HistoryRow])
+_encoder = msgspec.json.Encoder()
+# Records stay well below Kafka's default 1 MiB message limit.
+MAX_RECORD_BYTES = 256 * 1024
+
+
+def encode_history(rows: list[HistoryRow], max_bytes: int = MAX_RECORD_BYTES) -> list[bytes]:
+    """Rows as JSON-array records of at most `max_bytes` each (a bigger row goes alone)."""
+    records: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for row in rows:
+        raw = _encoder.encode(row)
+        if chunk and size + len(raw) + 1 > max_bytes:
+            records.append(b"[" + b",".join(chunk) + b"]")
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw) + 1
+    if chunk:
+        records.append(b"[" + b",".join(chunk) + b"]")
+    return records
 
 
 def decode_history(raw: bytes) -> list[HistoryRow]:
