@@ -38,7 +38,7 @@ SCOPE_WALLET = 1.0
 NO_FINDINGS = "no unresolved fraud findings"
 
 
-class FindingRecord(Struct, frozen=True, array_like=True):
+class FindingRecord(Struct, frozen=True, array_like=True, gc=False):
     severity: int  # index into SEVERITIES
     confidence: float
     t: int

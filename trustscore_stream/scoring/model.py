@@ -70,7 +70,7 @@ NO_DATA = "no data"
 Level = Literal["high_trust", "moderate", "caution", "high_risk"]
 
 
-class FactorValue(Struct, frozen=True):
+class FactorValue(Struct, frozen=True, gc=False):
     """What a factor says: value 0–100 (higher = more trustworthy), confidence 0–1, why."""
 
     value: float
@@ -82,21 +82,21 @@ def no_data(value: float = PRIOR_VALUE) -> FactorValue:
     return FactorValue(value, 0.0, (NO_DATA,))
 
 
-class Cap(Struct, frozen=True):
+class Cap(Struct, frozen=True, gc=False):
     """An upper bound on the composite and the reason for it."""
 
     limit: float
     reason: str
 
 
-class FactorScore(Struct, frozen=True):
+class FactorScore(Struct, frozen=True, gc=False):
     value: float
     weight: float
     confidence: float
     evidence: tuple[str, ...]
 
 
-class ScoreResult(Struct, frozen=True):
+class ScoreResult(Struct, frozen=True, gc=False):
     score: float
     level: Level
     confidence: float

@@ -36,6 +36,7 @@ CHANGES_CONFIDENCE_SCALE = 3.0
 class Provenance(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "minted_at": "m",

@@ -17,7 +17,7 @@ MENTIONS_SCALE = 50.0
 COLLECTION_SOCIAL_SHARE = 0.5
 
 
-class SocialState(Struct, frozen=True, array_like=True):
+class SocialState(Struct, frozen=True, array_like=True, gc=False):
     mentions: float = 0.0  # decayed Σ m_i
     weighted: float = 0.0  # decayed Σ m_i · s_i
     t: int = 0  # reference time of both sums
