@@ -9,8 +9,11 @@ times, with `time.perf_counter_ns`:
 
 - apply: a left fold of every event into one dict of states (`states.update(apply(states,
   event))`), µs per event;
-- score_nft / score_collection / score_wallet over every resulting entity, at a fixed `now`
-  one hour after the last event, µs per call. Creator wallets get their state the way the
+- score_nft / score_collection / score_wallet over every resulting entity, µs per call. Pass
+  r of a repetition reads at `now` + r seconds (`now` = one hour after the last event), so
+  each pass is like one checkpoint: score_nft scores all NFTs at one time, as the stream
+  layer does per checkpoint; score_nft_alone gives every call its own time, so nothing can be
+  shared between calls. Creator wallets get their state the way the
   stream layer gives it to them (`collection_report` → `apply_report`), and each NFT and
   collection is scored with its creator's `summarize_wallet` summary.
 
@@ -130,35 +133,47 @@ class Worker:
         self.prepared = True
 
     def run_score(self) -> dict[str, float]:
+        """Score every entity; pass r reads at `now` + r seconds, like successive checkpoints.
+
+        score_nft: within a pass all NFTs share one `now` (what a checkpoint does);
+        score_nft_alone: every call at its own `now`, so nothing can be shared between calls.
+        """
         from trustscore_stream.scoring import score_collection, score_nft, score_wallet
 
         if not self.prepared:
             self._prepare()
-        now = self.now
         out: dict[str, float] = {}
-        gc.collect()
         nft_args = self.nft_args
-        reps = max(1, MIN_CALLS // max(1, len(nft_args)))
+        passes = max(1, MIN_CALLS // len(nft_args))
+        gc.collect()
         t0 = time.perf_counter_ns()
-        for _ in range(reps):
+        for r in range(passes):
+            now = self.now + timedelta(seconds=r)
             for nft, coll, creator in nft_args:
                 score_nft(nft, coll, creator, now)
-        out["score_nft"] = (time.perf_counter_ns() - t0) / (reps * len(nft_args)) / 1000
-        coll_args = self.coll_args
-        reps = max(1, MIN_CALLS // max(1, len(coll_args)))
+        out["score_nft"] = (time.perf_counter_ns() - t0) / (passes * len(nft_args)) / 1000
+        nows = [self.now + timedelta(seconds=10_000 + i) for i in range(len(nft_args))]
         t0 = time.perf_counter_ns()
-        for _ in range(reps):
+        for (nft, coll, creator), now in zip(nft_args, nows, strict=True):
+            score_nft(nft, coll, creator, now)
+        out["score_nft_alone"] = (time.perf_counter_ns() - t0) / len(nft_args) / 1000
+        coll_args = self.coll_args
+        passes = max(1, MIN_CALLS // len(coll_args))
+        t0 = time.perf_counter_ns()
+        for r in range(passes):
+            now = self.now + timedelta(seconds=100_000 + r)
             for coll, creator in coll_args:
                 score_collection(coll, creator, now)
-        out["score_collection"] = (time.perf_counter_ns() - t0) / (reps * len(coll_args)) / 1000
+        out["score_collection"] = (time.perf_counter_ns() - t0) / (passes * len(coll_args)) / 1000
         wallet_args = self.wallet_args
         if wallet_args:
-            reps = max(1, MIN_CALLS // len(wallet_args))
+            passes = max(1, MIN_CALLS // len(wallet_args))
             t0 = time.perf_counter_ns()
-            for _ in range(reps):
+            for r in range(passes):
+                now = self.now + timedelta(seconds=r)
                 for wallet in wallet_args:
                     score_wallet(wallet, now)
-            out["score_wallet"] = (time.perf_counter_ns() - t0) / (reps * len(wallet_args)) / 1000
+            out["score_wallet"] = (time.perf_counter_ns() - t0) / (passes * len(wallet_args)) / 1000
         return out
 
     def digest(self) -> dict[str, Any]:
@@ -319,7 +334,7 @@ def main() -> None:
         header += " | speed-up"
     print(header + " |")
     print("|---" + "|---:" * (len(names) + (1 if len(variants) == 2 else 0)) + "|")
-    for key in ("apply", "score_nft", "score_collection", "score_wallet"):
+    for key in ("apply", "score_nft", "score_nft_alone", "score_collection", "score_wallet"):
         if key not in variants[0].results:
             continue
         cells = []

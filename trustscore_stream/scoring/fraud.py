@@ -80,6 +80,8 @@ def update(
 
 
 def unresolved(findings: Mapping[str, FindingRecord]) -> list[tuple[str, FindingRecord]]:
+    if not findings:
+        return []
     return [(kind, rec) for kind, rec in sorted(findings.items()) if not rec.resolved]
 
 

@@ -137,6 +137,20 @@ def _round(x: float, digits: int) -> float:
     return round(x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
+def _unit(x: float) -> float:
+    """clamp(x, 0.0, 1.0)."""
+    if x != x:
+        return 0.0
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def _cap_order(cap: Cap) -> tuple[float, str]:
+    return cap.limit, cap.reason
+
+
+_NO_DATA_EVIDENCE = (NO_DATA,)
+
+
 def composite(
     factors: Mapping[str, FactorValue],
     caps: Iterable[Cap] = (),
@@ -146,44 +160,49 @@ def composite(
     num = PRIOR_WEIGHT * PRIOR_VALUE
     den = PRIOR_WEIGHT
     total_conf = 0.0
+    out: dict[str, FactorScore] = {}
     for fid in FACTOR_IDS:
         f = factors.get(fid)
-        if f is None:
+        weight = weights[fid]
+        if f is None:  # no_data(), rounded
+            out[fid] = FactorScore(PRIOR_VALUE, weight, 0.0, _NO_DATA_EVIDENCE)
             continue
-        conf = clamp(f.confidence, 0.0, 1.0)
-        total_conf += weights[fid] * conf
+        conf = f.confidence
+        if not 0.0 <= conf <= 1.0:  # also NaN
+            conf = _unit(conf)
+        value = f.value
+        if not 0.0 <= value <= 100.0:
+            value = clamp(value)
+        total_conf += weight * conf
+        out[fid] = FactorScore(
+            round(value, SCORE_DECIMALS) + 0.0,  # _round, inlined
+            weight,
+            round(conf, CONFIDENCE_DECIMALS) + 0.0,
+            tuple(f.evidence[:MAX_EVIDENCE]),
+        )
         if fid == FRAUD_RISK:
             continue
-        e = weights[fid] * conf
-        num += e * clamp(f.value)
+        e = weight * conf
+        num += e * value
         den += e
     score = num / den
     fraud = factors.get(FRAUD_RISK)
     if fraud is not None:
-        e = weights[FRAUD_RISK] * clamp(fraud.confidence, 0.0, 1.0)
+        e = weights[FRAUD_RISK] * _unit(fraud.confidence)
         value = clamp(fraud.value)
         # One-sided: findings may only lower the score (docs/scoring.md §3).
         if e > 0 and value < score:
             score = (num + e * value) / (den + e)
     capped_by: str | None = None
-    binding = min(caps, key=lambda c: (c.limit, c.reason), default=None)
+    binding = min(caps, key=_cap_order, default=None)
     if binding is not None and score > binding.limit:
         score = binding.limit
         capped_by = binding.reason
     score = _round(clamp(score), SCORE_DECIMALS)
-    out: dict[str, FactorScore] = {}
-    for fid in FACTOR_IDS:
-        f = factors.get(fid) or no_data()
-        out[fid] = FactorScore(
-            value=_round(clamp(f.value), SCORE_DECIMALS),
-            weight=weights[fid],
-            confidence=_round(clamp(f.confidence, 0.0, 1.0), CONFIDENCE_DECIMALS),
-            evidence=tuple(f.evidence[:MAX_EVIDENCE]),
-        )
     return ScoreResult(
         score=score,
         level=level_for(score),
-        confidence=_round(clamp(total_conf, 0.0, 1.0), CONFIDENCE_DECIMALS),
+        confidence=_round(_unit(total_conf), CONFIDENCE_DECIMALS),
         factors=out,
         capped_by=capped_by,
     )

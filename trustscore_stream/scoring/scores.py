@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 from trustscore_stream.events.ids import parse_entity_id, wallet_id
 from trustscore_stream.scoring import (
@@ -52,19 +53,60 @@ def _address(wallet_key: str | None) -> str:
     return "" if wallet_key is None else wallet_key.rsplit(":", 1)[-1]
 
 
+def _creator_address(nft: NftState | None, collection: CollectionState | None) -> str:
+    """A verification names the creator, else the mint, else the collection ("" if none)."""
+    if collection is not None and collection.creator_verified and collection.creator:
+        return collection.creator
+    if nft is not None and nft.provenance.creator:
+        return nft.provenance.creator
+    if collection is not None and collection.creator:
+        return collection.creator
+    return ""
+
+
 def creator_of(nft: NftState | None, collection: CollectionState | None) -> str | None:
     """The creator's wallet id: a verification names it, else the mint, else the collection."""
-    address = ""
-    if collection is not None and collection.creator_verified and collection.creator:
-        address = collection.creator
-    elif nft is not None and nft.provenance.creator:
-        address = nft.provenance.creator
-    elif collection is not None and collection.creator:
-        address = collection.creator
+    address = _creator_address(nft, collection)
     owner = nft if nft is not None else collection
     if not address or owner is None:
         return None
     return wallet_id(_chain(owner.id), address)
+
+
+class CollectionParts(NamedTuple):
+    """Collection-level factor values: the same for every NFT of the collection at one time."""
+
+    market: FactorValue  # market_integrity.collection_value
+    health: FactorValue  # collection_health.value
+    liquidity: FactorValue  # liquidity.collection_value
+
+
+# Collections whose parts are remembered; a checkpoint scores the changed NFTs of a collection
+# at one `now`, so a few hundred covers a partition's busy collections.
+PARTS_CACHE_SIZE = 256
+_parts_cache: dict[tuple[int, int], tuple[CollectionState, CollectionParts]] = {}
+
+
+def collection_parts(coll: CollectionState, now: int) -> CollectionParts:
+    """`CollectionParts` of a collection state at `now` (epoch seconds), memoised.
+
+    States are immutable values, so the parts depend only on the state object and `now`.
+    The memo holds the state itself, so its `id` cannot be reused while the entry lives, and a
+    hit is checked by identity.
+    """
+    key = (id(coll), now)
+    hit = _parts_cache.get(key)
+    if hit is not None and hit[0] is coll:
+        return hit[1]
+    parts = CollectionParts(
+        market_integrity.collection_value(coll.market, now),
+        collection_health.value(coll.health, now),
+        liquidity.collection_value(coll.liquidity, now),
+    )
+    if len(_parts_cache) >= PARTS_CACHE_SIZE:
+        _parts_cache.clear()
+    _parts_cache[key] = (coll, parts)
+    return parts
 
 
 def chain_wallets(nft: NftState) -> tuple[str, ...]:
@@ -122,9 +164,8 @@ def score_nft(
     `wallets`: summaries of flagged wallets by wallet id (see `chain_wallets`); absent = clean.
     """
     n = ts(now)
-    entity = parse_entity_id(nft.id)
-    coll = collection or CollectionState(id=entity.collection or "")
-    creator_address = _address(creator_of(nft, coll))
+    coll = collection or CollectionState(id=parse_entity_id(nft.id).collection or "")
+    creator_address = _creator_address(nft, coll)
     if not creator_address and creator_summary is not None:
         creator_address = creator_summary.address
     scopes = [
@@ -134,10 +175,9 @@ def score_nft(
     ]
     caps = fraud.caps(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    parts = collection_parts(coll, n)
     factors = {
-        MARKET_INTEGRITY: market_integrity.nft_value(
-            nft.market, market_integrity.collection_value(coll.market, n), n
-        ),
+        MARKET_INTEGRITY: market_integrity.nft_value(nft.market, parts.market, n),
         PROVENANCE: provenance.value(
             nft.provenance,
             verified=coll.verified,
@@ -152,10 +192,8 @@ def score_nft(
             exclude=coll.id,
             verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
         ),
-        COLLECTION_HEALTH: collection_health.value(coll.health, n),
-        LIQUIDITY: liquidity.nft_value(
-            nft.liquidity, liquidity.collection_value(coll.liquidity, n), n
-        ),
+        COLLECTION_HEALTH: parts.health,
+        LIQUIDITY: liquidity.nft_value(nft.liquidity, parts.liquidity, n),
         SOCIAL_SENTIMENT: social.value(
             [(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n
         ),
@@ -169,7 +207,7 @@ def score_collection(
 ) -> ScoreResult:
     n = ts(now)
     coll = collection
-    creator_address = _address(creator_of(None, coll))
+    creator_address = _creator_address(None, coll)
     if not creator_address and creator_summary is not None:
         creator_address = creator_summary.address
     scopes = [
@@ -178,8 +216,9 @@ def score_collection(
     ]
     caps = fraud.caps(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    parts = collection_parts(coll, n)
     factors = {
-        MARKET_INTEGRITY: market_integrity.collection_value(coll.market, n),
+        MARKET_INTEGRITY: parts.market,
         PROVENANCE: provenance.collection_value(
             verified=coll.verified,
             creator=coll.creator,
@@ -193,8 +232,8 @@ def score_collection(
             exclude=coll.id,
             verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
         ),
-        COLLECTION_HEALTH: collection_health.value(coll.health, n),
-        LIQUIDITY: liquidity.collection_value(coll.liquidity, n),
+        COLLECTION_HEALTH: parts.health,
+        LIQUIDITY: parts.liquidity,
         SOCIAL_SENTIMENT: social.value([(coll.social, 1.0)], n),
         METADATA_STABILITY: metadata.collection_value(coll.metadata, coll.health.book.tokens, n),
     }
@@ -226,7 +265,7 @@ def collection_report(
     key = creator_of(None, collection)
     if key is None:
         return None
-    health = collection_health.value(collection.health, ts(now))
+    health = collection_parts(collection, ts(now)).health
     worst = fraud.flagged(collection.findings)
     flagged = "" if worst is None else fraud.describe(worst[0], worst[1], "the collection")
     return key, CollectionReport(

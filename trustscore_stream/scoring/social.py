@@ -43,6 +43,8 @@ def value(parts: Sequence[tuple[SocialState, float]], now: int) -> FactorValue:
     weighted = 0.0
     signals = 0
     for state, share in parts:
+        if not state.signals and not state.mentions and not state.weighted:
+            continue  # adds exactly nothing (the sums start at +0.0)
         d = decay(now - state.t, SOCIAL_HALF_LIFE) * share
         mentions += state.mentions * d
         weighted += state.weighted * d
