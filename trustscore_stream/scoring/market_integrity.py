@@ -12,7 +12,7 @@ import hashlib
 import math
 from itertools import compress, repeat
 from operator import eq
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
 
@@ -103,7 +103,12 @@ class PairMark(Struct, frozen=True, array_like=True, gc=False):
     tag: str
 
 
-T = TypeVar("T", Trade, Edge)
+class _Timed(Protocol):
+    @property
+    def t(self) -> int: ...
+
+
+T = TypeVar("T", bound=_Timed)  # Trade or Edge
 
 
 class NftMarket(
@@ -346,6 +351,24 @@ def _trim(items: list[T], cap: int) -> tuple[T, ...]:
     return tuple(items[-cap:])
 
 
+def _append(items: tuple[T, ...], new: T, cap: int) -> tuple[T, ...]:
+    """_trim([*items, new], cap), without building the list when nothing is too old."""
+    if not items:
+        return (new,)
+    times = [e.t for e in items]
+    newest = max(times)
+    oldest = min(times)
+    if new.t > newest:
+        newest = new.t
+    if new.t < oldest:
+        oldest = new.t
+    if newest - oldest > WINDOW_SECONDS:
+        return _trim([*items, new], cap)
+    if len(items) >= cap:
+        return (*items[len(items) + 1 - cap :], new)
+    return (*items, new)
+
+
 def _last(old: tuple[Incident, ...], new: tuple[Incident, ...]) -> tuple[Incident, ...]:
     if not new and len(old) <= MAX_INCIDENTS:
         return old
@@ -359,16 +382,17 @@ def record_trade(
     replace_index: int | None = None,
 ) -> NftMarket:
     """Add a trade to the NFT window (or upgrade its transfer leg into the sale)."""
-    window = list(state.window)
-    if replace_index is not None and 0 <= replace_index < len(window):
+    if replace_index is not None and 0 <= replace_index < len(state.window):
+        window = list(state.window)
         window[replace_index] = trade
+        trimmed = _trim(window, WINDOW_TRADES)
     else:
-        window.append(trade)
+        trimmed = _append(state.window, trade, WINDOW_TRADES)
     suspicion = state.suspicion
     if incidents:
         suspicion = add(suspicion, sum(i.weight for i in incidents), trade.t, SUSPICION_HALF_LIFE)
     return NftMarket(
-        window=_trim(window, WINDOW_TRADES),
+        window=trimmed,
         sales=state.sales + (1 if trade.sale else 0),
         transfers=state.transfers + (0 if trade.sale else 1),
         suspicion=suspicion,
@@ -389,7 +413,7 @@ def record_collection_sale(
         pairs = dict(pairs)
         pairs.pop(pair or pair_key(edge.seller, edge.buyer), None)
     return CollectionMarket(
-        graph=_trim([*state.graph, edge], GRAPH_SALES),
+        graph=_append(state.graph, edge, GRAPH_SALES),
         pairs=pairs,
         sales=add(state.sales, 1.0, edge.t, RATIO_HALF_LIFE),
         flagged=add(state.flagged, flagged_mass(incidents), edge.t, RATIO_HALF_LIFE),
