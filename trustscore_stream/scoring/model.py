@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from math import floor
 from typing import Literal
 
 from msgspec import Struct
@@ -137,6 +138,42 @@ def _round(x: float, digits: int) -> float:
     return round(x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
+_SCORE_SCALE = 10.0**SCORE_DECIMALS
+_CONFIDENCE_SCALE = 10.0**CONFIDENCE_DECIMALS
+# Where x·scale is this close to a half, `round` itself decides (a tie, or too close to tell).
+_TIE_MARGIN = 1e-9
+
+
+def _round_fast(x: float, scale: float, digits: int) -> float:
+    """Exactly `_round(x, digits)` for scale = 10**digits, about twice as fast.
+
+    `round(x, digits)` is the double nearest to x rounded to `digits` decimals. Away from a
+    tie, that decimal is k/scale with k the integer nearest to x·scale: the product's rounding
+    error (≤ 1.2e-10 for |x·scale| < 1e6) cannot move x·scale across a half that is more than
+    _TIE_MARGIN away, and k / scale, an IEEE division of two exact integers, is the double
+    nearest to k/scale. Near a tie, or for large or non-finite x, `round` decides.
+    tests/scoring/test_rounding.py checks it against `round`.
+    """
+    y = x * scale
+    if not -1e6 < y < 1e6:
+        return round(x, digits) + 0.0
+    k = floor(y)
+    frac = y - k  # exact: y and k are within 1 of each other
+    if -_TIE_MARGIN < frac - 0.5 < _TIE_MARGIN:
+        return round(x, digits) + 0.0
+    return (k + 1 if frac > 0.5 else k) / scale
+
+
+def round_score(x: float) -> float:
+    """_round(x, SCORE_DECIMALS)."""
+    return _round_fast(x, _SCORE_SCALE, SCORE_DECIMALS)
+
+
+def round_confidence(x: float) -> float:
+    """_round(x, CONFIDENCE_DECIMALS)."""
+    return _round_fast(x, _CONFIDENCE_SCALE, CONFIDENCE_DECIMALS)
+
+
 def _unit(x: float) -> float:
     """clamp(x, 0.0, 1.0)."""
     if x != x:
@@ -175,9 +212,9 @@ def composite(
             value = clamp(value)
         total_conf += weight * conf
         out[fid] = FactorScore(
-            round(value, SCORE_DECIMALS) + 0.0,  # _round, inlined
+            _round_fast(value, _SCORE_SCALE, SCORE_DECIMALS),
             weight,
-            round(conf, CONFIDENCE_DECIMALS) + 0.0,
+            _round_fast(conf, _CONFIDENCE_SCALE, CONFIDENCE_DECIMALS),
             tuple(f.evidence[:MAX_EVIDENCE]),
         )
         if fid == FRAUD_RISK:

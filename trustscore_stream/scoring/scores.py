@@ -44,6 +44,19 @@ from trustscore_stream.scoring.model import (
 )
 from trustscore_stream.scoring.state import CollectionState, NftState, WalletState
 
+_last_read: tuple[datetime, int] | None = None
+
+
+def _read_time(now: datetime) -> int:
+    """ts(now), remembered for the last `now` object (a checkpoint reads many keys at one)."""
+    global _last_read
+    last = _last_read
+    if last is not None and last[0] is now:
+        return last[1]
+    n = ts(now)
+    _last_read = (now, n)
+    return n
+
 
 def _chain(entity: str) -> str:
     return parse_entity_id(entity).chain
@@ -79,6 +92,7 @@ class CollectionParts(NamedTuple):
     market: FactorValue  # market_integrity.collection_value
     health: FactorValue  # collection_health.value
     liquidity: FactorValue  # liquidity.collection_value
+    social_share: FactorValue  # social_sentiment of an NFT without signals of its own
 
 
 # Collections whose parts are remembered; a checkpoint scores the changed NFTs of a collection
@@ -102,6 +116,7 @@ def collection_parts(coll: CollectionState, now: int) -> CollectionParts:
         market_integrity.collection_value(coll.market, now),
         collection_health.value(coll.health, now),
         liquidity.collection_value(coll.liquidity, now),
+        social.value([(coll.social, social.COLLECTION_SOCIAL_SHARE)], now),
     )
     if len(_parts_cache) >= PARTS_CACHE_SIZE:
         _parts_cache.clear()
@@ -163,7 +178,7 @@ def score_nft(
 
     `wallets`: summaries of flagged wallets by wallet id (see `chain_wallets`); absent = clean.
     """
-    n = ts(now)
+    n = _read_time(now)
     coll = collection or CollectionState(id=parse_entity_id(nft.id).collection or "")
     creator_address = _creator_address(nft, coll)
     if not creator_address and creator_summary is not None:
@@ -194,8 +209,10 @@ def score_nft(
         ),
         COLLECTION_HEALTH: parts.health,
         LIQUIDITY: liquidity.nft_value(nft.liquidity, parts.liquidity, n),
-        SOCIAL_SENTIMENT: social.value(
-            [(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n
+        SOCIAL_SENTIMENT: (
+            parts.social_share  # what the NFT's own (empty) part adds is exactly nothing
+            if social.is_empty(nft.social)
+            else social.value([(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n)
         ),
         METADATA_STABILITY: metadata.value(nft.metadata, nft.provenance.minted_at, n),
     }
@@ -205,7 +222,7 @@ def score_nft(
 def score_collection(
     collection: CollectionState, creator_summary: WalletSummary | None, now: datetime
 ) -> ScoreResult:
-    n = ts(now)
+    n = _read_time(now)
     coll = collection
     creator_address = _creator_address(None, coll)
     if not creator_address and creator_summary is not None:
@@ -242,7 +259,7 @@ def score_collection(
 
 def score_wallet(wallet: WalletState, now: datetime) -> ScoreResult:
     """A wallet's own findings and sentiment, and its record as a creator."""
-    n = ts(now)
+    n = _read_time(now)
     scopes = [Scoped("this wallet", SCOPE_WALLET, wallet.findings)]
     caps = fraud.caps(scopes)
     address = _address(wallet.id)
