@@ -266,13 +266,14 @@ def check_sale(
 ) -> SaleCheck:
     """Run every detector on one sale against the state before it."""
     found: list[Incident] = []
-    leg = _leg_index(nft.window, seller, buyer, tag, t)
+    senders = [e.frm for e in nft.window]  # the scans below need one of these to match
+    leg = _leg_index(nft.window, seller, buyer, tag, t) if seller in senders else None
     looped = False
     if seller == buyer:
         found.append(Incident(t, W_SELF, f"self-trade by {seller} (event {event_id})"))
         looped = True
     else:
-        cycle = token_cycle(nft.window, leg, seller, buyer, t)
+        cycle = token_cycle(nft.window, leg, seller, buyer, t) if buyer in senders else None
         if cycle is not None:
             wallets, span = cycle
             weight = W_ROUND_TRIP if len(wallets) == 2 else W_RING

@@ -188,7 +188,7 @@ def score_nft(
         Scoped("its collection", SCOPE_COLLECTION, coll.findings),
         *_creator_scope(creator_summary, creator_address),
     ]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
     parts = collection_parts(coll, n)
     factors = {
@@ -200,7 +200,7 @@ def score_nft(
             flags=_flags(nft, wallets),
             now=n,
         ),
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         CREATOR_REPUTATION: creator.value(
             creator_address,
             creator_summary,
@@ -231,7 +231,7 @@ def score_collection(
         Scoped("this collection", SCOPE_COLLECTION, coll.findings),
         *_creator_scope(creator_summary, creator_address),
     ]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
     parts = collection_parts(coll, n)
     factors = {
@@ -242,7 +242,7 @@ def score_collection(
             creator_verified=coll.creator_verified,
             mints=coll.mints,
         ),
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         CREATOR_REPUTATION: creator.value(
             creator_address,
             creator_summary,
@@ -261,14 +261,14 @@ def score_wallet(wallet: WalletState, now: datetime) -> ScoreResult:
     """A wallet's own findings and sentiment, and its record as a creator."""
     n = _read_time(now)
     scopes = [Scoped("this wallet", SCOPE_WALLET, wallet.findings)]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     address = _address(wallet.id)
     creator_factor = no_data()
     if wallet.collections:
         summary = WalletSummary(id=wallet.id, collections=dict(wallet.collections))
         creator_factor = creator.value(address, summary, exclude="", verified_for_creator=False)
     factors = {
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         SOCIAL_SENTIMENT: social.value([(wallet.social, 1.0)], n),
         CREATOR_REPUTATION: creator_factor,
     }
