@@ -32,8 +32,12 @@ Cross-partition (wallet keys live elsewhere):
 What the stream layer persists per key: the encoded NftState / CollectionState / WalletState
 (≈0.3 KB for a fresh NFT, ≤ ~6 KB for a busy one, ≤ ~35 KB per collection; all bounded),
 plus its own dedup memory of event ids (apply counts every event it is given) and, where it
-replicates them, the WalletSummary of creators and flagged wallets. Cost measured here:
-apply ≈ 25 µs per event, score_nft ≈ 45 µs.
+replicates them, the WalletSummary of creators and flagged wallets. Cost (bench/model.py,
+docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event, score_nft ≈ 22 µs when a
+checkpoint scores several NFTs of a collection at one `now` (≈ 38 µs alone).
+
+Reads memoise collection-level factor parts per (collection state object, `now`): states are
+immutable values, and nothing may mutate their dicts in place.
 """
 
 from trustscore_stream.scoring.creator import CollectionReport, WalletSummary

@@ -38,7 +38,7 @@ W_AUDIT = 0.1
 TOP_N = 10
 
 
-class HolderBook(Struct, frozen=True, array_like=True):
+class HolderBook(Struct, frozen=True, array_like=True, gc=False):
     counts: dict[str, int] = {}
     other: int = 0  # tokens held by holders evicted from `counts`
 
@@ -74,7 +74,7 @@ def move(book: HolderBook, old_owner: str | None, new_owner: str | None) -> Hold
     return HolderBook(counts, other)
 
 
-class FloorStats(Struct, frozen=True, array_like=True):
+class FloorStats(Struct, frozen=True, array_like=True, gc=False):
     floor: float = 0.0  # last floor seen (by event time)
     currency: str = ""
     t: int = 0
@@ -134,6 +134,7 @@ def volatility(fs: FloorStats) -> float:
 class HealthState(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "book": "h",

@@ -45,7 +45,7 @@ def clamp(x: float, lo: float = 0.0, hi: float = 100.0) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-class Decayed(Struct, frozen=True, array_like=True):
+class Decayed(Struct, frozen=True, array_like=True, gc=False):
     """Σ a_i · 2^(−(t − t_i)/h) held at reference time `t` (seconds)."""
 
     v: float = 0.0

@@ -34,7 +34,7 @@ CONF_VERIFIED = 0.1
 TRACK_CONFIDENCE_SCALE = 3.0
 
 
-class CollectionReport(Struct, frozen=True, array_like=True):
+class CollectionReport(Struct, frozen=True, array_like=True, gc=False):
     """What a creator's wallet key learns about one of the creator's collections."""
 
     collection: str
@@ -48,6 +48,7 @@ class CollectionReport(Struct, frozen=True, array_like=True):
 class WalletSummary(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "findings": "f",

@@ -38,7 +38,7 @@ SCOPE_WALLET = 1.0
 NO_FINDINGS = "no unresolved fraud findings"
 
 
-class FindingRecord(Struct, frozen=True, array_like=True):
+class FindingRecord(Struct, frozen=True, array_like=True, gc=False):
     severity: int  # index into SEVERITIES
     confidence: float
     t: int
@@ -80,6 +80,8 @@ def update(
 
 
 def unresolved(findings: Mapping[str, FindingRecord]) -> list[tuple[str, FindingRecord]]:
+    if not findings:
+        return []
     return [(kind, rec) for kind, rec in sorted(findings.items()) if not rec.resolved]
 
 
@@ -136,6 +138,43 @@ def caps(scopes: Iterable[Scoped]) -> list[Cap]:
                 )
             )
     return out
+
+
+_NOTHING = FactorValue(100.0, 0.0, (NO_FINDINGS,))
+
+
+def assess(scopes: Sequence[Scoped]) -> tuple[FactorValue, list[Cap]]:
+    """(value(scopes), caps(scopes)) in one pass over the unresolved findings."""
+    keep = 1.0
+    doubt = 1.0
+    items: list[tuple[float, str]] = []
+    out: list[Cap] = []
+    for scope in scopes:
+        if not scope.findings:
+            continue
+        for kind, rec in unresolved(scope.findings):
+            keep *= 1.0 - SEVERITY_WEIGHT[rec.severity] * rec.confidence * scope.weight
+            doubt *= 1.0 - rec.confidence * scope.weight
+            items.append((rec.weight * scope.weight, describe(kind, rec, scope.label)))
+            if rec.confidence * scope.weight < CAP_MIN_CONFIDENCE:
+                continue
+            if rec.severity == CRITICAL:
+                limit = CRITICAL_CAP
+            elif rec.severity == HIGH:
+                limit = HIGH_CAP
+            else:
+                continue
+            out.append(
+                Cap(
+                    limit,
+                    f"unresolved {SEVERITIES[rec.severity]} {kind} on {scope.label} "
+                    f"(event {rec.event_id})",
+                )
+            )
+    if not items:
+        return _NOTHING, out
+    items.sort(key=lambda i: (-i[0], i[1]))
+    return FactorValue(100.0 * keep, 1.0 - doubt, tuple(text for _, text in items)), out
 
 
 def flagged(findings: Mapping[str, FindingRecord]) -> tuple[str, FindingRecord] | None:

@@ -31,7 +31,7 @@ NFT_CONFIDENCE_SCALE = 2.0
 NFT_SALES_SCALE = 1.0
 
 
-class CollectionLiquidity(Struct, frozen=True, array_like=True):
+class CollectionLiquidity(Struct, frozen=True, array_like=True, gc=False):
     sales: Decayed = ZERO  # wash-discounted
     listings: Decayed = ZERO
     md_sales: float | None = None  # EMA of market_data.sales_24h
@@ -42,7 +42,7 @@ class CollectionLiquidity(Struct, frozen=True, array_like=True):
     n_md: int = 0
 
 
-class NftLiquidity(Struct, frozen=True, array_like=True):
+class NftLiquidity(Struct, frozen=True, array_like=True, gc=False):
     sales: Decayed = ZERO  # wash-discounted
     listings: Decayed = ZERO
     n_sales: int = 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import NamedTuple
+from itertools import compress, repeat
+from operator import eq
+from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
 
@@ -75,7 +77,7 @@ RATIO_EVIDENCE_MIN = 0.05
 RATIO_EVIDENCE_VALUE = 100.0 * math.exp(-RATIO_EVIDENCE_MIN / RATIO_SCALE)
 
 
-class Trade(Struct, frozen=True, array_like=True):
+class Trade(Struct, frozen=True, array_like=True, gc=False):
     t: int
     sale: bool
     frm: str
@@ -84,26 +86,35 @@ class Trade(Struct, frozen=True, array_like=True):
     tag: str = ""  # short tx tag, to recognise a sale's transfer leg
 
 
-class Incident(Struct, frozen=True, array_like=True):
+class Incident(Struct, frozen=True, array_like=True, gc=False):
     t: int
     weight: float
     text: str
 
 
-class Edge(Struct, frozen=True, array_like=True):
+class Edge(Struct, frozen=True, array_like=True, gc=False):
     t: int
     seller: str
     buyer: str
 
 
-class PairMark(Struct, frozen=True, array_like=True):
+class PairMark(Struct, frozen=True, array_like=True, gc=False):
     t: int
     tag: str
+
+
+class _Timed(Protocol):
+    @property
+    def t(self) -> int: ...
+
+
+T = TypeVar("T", bound=_Timed)  # Trade or Edge
 
 
 class NftMarket(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "window": "w",
@@ -123,6 +134,7 @@ class NftMarket(
 class CollectionMarket(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "graph": "g",
@@ -143,7 +155,7 @@ class CollectionMarket(
 
 def pair_key(a: str, b: str) -> str:
     """Order-free key of a wallet pair: a 96-bit hash (prefixes collide on vanity addresses)."""
-    x, y = sorted((a, b))
+    x, y = (a, b) if a <= b else (b, a)
     return hashlib.blake2b(f"{x}|{y}".encode(), digest_size=12).hexdigest()
 
 
@@ -151,9 +163,12 @@ class SaleCheck(NamedTuple):
     incidents: tuple[Incident, ...]
     leg_index: int | None  # window index of this sale's transfer leg, if it came first
     pair_was_leg: bool  # the pair memory entry was this sale's own leg
+    pair: str = ""  # pair_key(seller, buyer), when the pair memory was consulted
 
 
 def _leg_index(window: tuple[Trade, ...], seller: str, buyer: str, tag: str, t: int) -> int | None:
+    if seller not in [e.frm for e in window]:  # cheap pre-check: mostly nothing to find
+        return None
     for i in range(len(window) - 1, -1, -1):
         e = window[i]
         if e.sale or e.frm != seller or e.to != buyer:
@@ -175,6 +190,8 @@ def token_cycle(
     window: tuple[Trade, ...], skip: int | None, seller: str, buyer: str, t: int
 ) -> tuple[list[str], int] | None:
     """The loop this sale closes on the same token: the buyer gave it away earlier."""
+    if buyer not in [e.frm for e in window]:
+        return None
     for i in range(len(window) - 1, -1, -1):
         e = window[i]
         if i == skip or e.t > t or t - e.t > WINDOW_SECONDS:
@@ -193,6 +210,9 @@ def graph_cycle(
     graph: tuple[Edge, ...], seller: str, buyer: str, t: int
 ) -> tuple[list[str], int] | None:
     """A time-ordered path of ≤ MAX_RING − 1 sales buyer → … → seller (any tokens)."""
+    # A path leaves the buyer on some sale and reaches the seller on some sale.
+    if buyer not in [e.seller for e in graph] or seller not in [e.buyer for e in graph]:
+        return None
     # wallet → (arrival time, path, time of the path's first sale); earliest arrival dominates.
     frontier: dict[str, tuple[int, list[str], int]] = {buyer: (-(2**62), [buyer], -1)}
     edges = [e for e in graph if e.t <= t and t - e.t <= WINDOW_SECONDS]
@@ -246,13 +266,14 @@ def check_sale(
 ) -> SaleCheck:
     """Run every detector on one sale against the state before it."""
     found: list[Incident] = []
-    leg = _leg_index(nft.window, seller, buyer, tag, t)
+    senders = [e.frm for e in nft.window]  # the scans below need one of these to match
+    leg = _leg_index(nft.window, seller, buyer, tag, t) if seller in senders else None
     looped = False
     if seller == buyer:
         found.append(Incident(t, W_SELF, f"self-trade by {seller} (event {event_id})"))
         looped = True
     else:
-        cycle = token_cycle(nft.window, leg, seller, buyer, t)
+        cycle = token_cycle(nft.window, leg, seller, buyer, t) if buyer in senders else None
         if cycle is not None:
             wallets, span = cycle
             weight = W_ROUND_TRIP if len(wallets) == 2 else W_RING
@@ -265,8 +286,10 @@ def check_sale(
                 found.append(Incident(t, W_RING, _ring_text(wallets, span, event_id, across=True)))
                 looped = True
     pair_was_leg = False
+    pair = ""
     if seller != buyer:
-        mark = coll.pairs.get(pair_key(seller, buyer))
+        pair = pair_key(seller, buyer)
+        mark = coll.pairs.get(pair)
         if mark is not None:
             if (tag and mark.tag == tag) or abs(mark.t - t) <= LEG_SECONDS:
                 pair_was_leg = True
@@ -295,7 +318,7 @@ def check_sale(
                 f"({price:g} vs {floor.floor:g} {currency}) (event {event_id})",
             )
         )
-    if not looped:
+    if not looped and seller in [e.to for e in nft.window]:
         for i in range(len(nft.window) - 1, -1, -1):
             e = nft.window[i]
             if i == leg or e.to != seller or e.t > t:
@@ -310,18 +333,47 @@ def check_sale(
                     )
                 )
             break
-    return SaleCheck(tuple(found), leg, pair_was_leg)
+    return SaleCheck(tuple(found), leg, pair_was_leg, pair)
 
 
 def flagged_mass(incidents: tuple[Incident, ...]) -> float:
     """How much of one sale counts as a wash trade (0–1)."""
+    if not incidents:
+        return 0  # what min(1.0, sum(())) gives: the int 0
     return min(1.0, sum(i.weight for i in incidents))
 
 
-def _trim_window(window: list[Trade]) -> tuple[Trade, ...]:
-    newest = max(e.t for e in window)
-    kept = [e for e in window if newest - e.t <= WINDOW_SECONDS]
-    return tuple(kept[-WINDOW_TRADES:])
+def _trim(items: list[T], cap: int) -> tuple[T, ...]:
+    """Keep items within WINDOW_SECONDS of the newest one, then the last `cap` of them."""
+    times = [e.t for e in items]
+    newest = max(times)
+    if newest - min(times) > WINDOW_SECONDS:
+        items = [e for e, te in zip(items, times, strict=True) if newest - te <= WINDOW_SECONDS]
+    return tuple(items[-cap:])
+
+
+def _append(items: tuple[T, ...], new: T, cap: int) -> tuple[T, ...]:
+    """_trim([*items, new], cap), without building the list when nothing is too old."""
+    if not items:
+        return (new,)
+    times = [e.t for e in items]
+    newest = max(times)
+    oldest = min(times)
+    if new.t > newest:
+        newest = new.t
+    if new.t < oldest:
+        oldest = new.t
+    if newest - oldest > WINDOW_SECONDS:
+        return _trim([*items, new], cap)
+    if len(items) >= cap:
+        return (*items[len(items) + 1 - cap :], new)
+    return (*items, new)
+
+
+def _last(old: tuple[Incident, ...], new: tuple[Incident, ...]) -> tuple[Incident, ...]:
+    if not new and len(old) <= MAX_INCIDENTS:
+        return old
+    return (*old, *new)[-MAX_INCIDENTS:]
 
 
 def record_trade(
@@ -331,20 +383,21 @@ def record_trade(
     replace_index: int | None = None,
 ) -> NftMarket:
     """Add a trade to the NFT window (or upgrade its transfer leg into the sale)."""
-    window = list(state.window)
-    if replace_index is not None and 0 <= replace_index < len(window):
+    if replace_index is not None and 0 <= replace_index < len(state.window):
+        window = list(state.window)
         window[replace_index] = trade
+        trimmed = _trim(window, WINDOW_TRADES)
     else:
-        window.append(trade)
+        trimmed = _append(state.window, trade, WINDOW_TRADES)
     suspicion = state.suspicion
     if incidents:
         suspicion = add(suspicion, sum(i.weight for i in incidents), trade.t, SUSPICION_HALF_LIFE)
     return NftMarket(
-        window=_trim_window(window),
+        window=trimmed,
         sales=state.sales + (1 if trade.sale else 0),
         transfers=state.transfers + (0 if trade.sale else 1),
         suspicion=suspicion,
-        incidents=(*state.incidents, *incidents)[-MAX_INCIDENTS:],
+        incidents=_last(state.incidents, incidents),
     )
 
 
@@ -353,20 +406,20 @@ def record_collection_sale(
     edge: Edge,
     incidents: tuple[Incident, ...],
     forget_pair: bool,
+    pair: str = "",
 ) -> CollectionMarket:
-    graph = [*state.graph, edge]
-    newest = max(e.t for e in graph)
-    graph = [e for e in graph if newest - e.t <= WINDOW_SECONDS][-GRAPH_SALES:]
+    """`pair`: pair_key(edge.seller, edge.buyer) if the caller has it already."""
     pairs = state.pairs
     if forget_pair:  # the remembered "free" transfer was this sale's own leg
-        pairs = {k: v for k, v in pairs.items() if k != pair_key(edge.seller, edge.buyer)}
+        pairs = dict(pairs)
+        pairs.pop(pair or pair_key(edge.seller, edge.buyer), None)
     return CollectionMarket(
-        graph=tuple(graph),
+        graph=_append(state.graph, edge, GRAPH_SALES),
         pairs=pairs,
         sales=add(state.sales, 1.0, edge.t, RATIO_HALF_LIFE),
         flagged=add(state.flagged, flagged_mass(incidents), edge.t, RATIO_HALF_LIFE),
         n_sales=state.n_sales + 1,
-        incidents=(*state.incidents, *incidents)[-MAX_INCIDENTS:],
+        incidents=_last(state.incidents, incidents),
     )
 
 
@@ -387,8 +440,10 @@ def record_free_transfer(
     pairs = dict(state.pairs)
     pairs[key] = PairMark(t, tag)
     if len(pairs) > PAIR_CAP:
-        victim = min(pairs.items(), key=lambda kv: (kv[1].t, kv[0]))[0]
-        del pairs[victim]
+        # The oldest mark goes; among equally old ones, the lowest key.
+        times = [mark.t for mark in pairs.values()]
+        oldest = min(times)
+        del pairs[min(compress(pairs, map(eq, times, repeat(oldest))))]
     return CollectionMarket(
         graph=state.graph,
         pairs=pairs,

@@ -47,7 +47,7 @@ MAX_CHANGES = 3
 EVIDENCE_MIN = 0.05
 
 
-class Change(Struct, frozen=True, array_like=True):
+class Change(Struct, frozen=True, array_like=True, gc=False):
     t: int
     weight: float
     text: str
@@ -56,6 +56,7 @@ class Change(Struct, frozen=True, array_like=True):
 class MetadataState(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "mass": "c",
@@ -74,7 +75,7 @@ class MetadataState(
     broken: bool = False  # changed after a freeze: the freeze is not honoured
 
 
-class CollectionMetadata(Struct, frozen=True, array_like=True):
+class CollectionMetadata(Struct, frozen=True, array_like=True, gc=False):
     mass: Decayed = ZERO
     updates: int = 0
 

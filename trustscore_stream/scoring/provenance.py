@@ -36,6 +36,7 @@ CHANGES_CONFIDENCE_SCALE = 3.0
 class Provenance(
     Struct,
     frozen=True,
+    gc=False,
     omit_defaults=True,
     rename={
         "minted_at": "m",
@@ -139,18 +140,21 @@ def value(
         origin = ORIGIN_UNKNOWN
         evidence.append("no mint observed: history starts mid-chain")
     flag = 0.0
-    flagged: list[tuple[float, str]] = []
-    for depth, address in enumerate(chain_wallets(p)):
-        hit = flags.get(address)
-        if hit is None:
-            continue
-        risk, desc = hit
-        weight = max(0.0, min(1.0, risk)) * FLAG_DEPTH_DECAY**depth
-        flag = max(flag, weight)
-        who = "current owner" if depth == 0 and address == p.owner else "ownership chain includes"
-        flagged.append((weight, f"{who} flagged wallet {address} ({desc})"))
-    flagged.sort(key=lambda f: (-f[0], f[1]))
-    evidence[:0] = [text for _, text in flagged]
+    if flags:
+        flagged: list[tuple[float, str]] = []
+        for depth, address in enumerate(chain_wallets(p)):
+            hit = flags.get(address)
+            if hit is None:
+                continue
+            risk, desc = hit
+            weight = max(0.0, min(1.0, risk)) * FLAG_DEPTH_DECAY**depth
+            flag = max(flag, weight)
+            who = (
+                "current owner" if depth == 0 and address == p.owner else "ownership chain includes"
+            )
+            flagged.append((weight, f"{who} flagged wallet {address} ({desc})"))
+        flagged.sort(key=lambda f: (-f[0], f[1]))
+        evidence[:0] = [text for _, text in flagged]
     churn = 0.0
     if p.holds > 0:
         churn = CHURN_MAX * (p.short / p.holds) * min(1.0, p.holds / CHURN_MIN_HOLDS)

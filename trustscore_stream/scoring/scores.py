@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 from trustscore_stream.events.ids import parse_entity_id, wallet_id
 from trustscore_stream.scoring import (
@@ -43,6 +44,19 @@ from trustscore_stream.scoring.model import (
 )
 from trustscore_stream.scoring.state import CollectionState, NftState, WalletState
 
+_last_read: tuple[datetime, int] | None = None
+
+
+def _read_time(now: datetime) -> int:
+    """ts(now), remembered for the last `now` object (a checkpoint reads many keys at one)."""
+    global _last_read
+    last = _last_read
+    if last is not None and last[0] is now:
+        return last[1]
+    n = ts(now)
+    _last_read = (now, n)
+    return n
+
 
 def _chain(entity: str) -> str:
     return parse_entity_id(entity).chain
@@ -52,19 +66,62 @@ def _address(wallet_key: str | None) -> str:
     return "" if wallet_key is None else wallet_key.rsplit(":", 1)[-1]
 
 
+def _creator_address(nft: NftState | None, collection: CollectionState | None) -> str:
+    """A verification names the creator, else the mint, else the collection ("" if none)."""
+    if collection is not None and collection.creator_verified and collection.creator:
+        return collection.creator
+    if nft is not None and nft.provenance.creator:
+        return nft.provenance.creator
+    if collection is not None and collection.creator:
+        return collection.creator
+    return ""
+
+
 def creator_of(nft: NftState | None, collection: CollectionState | None) -> str | None:
     """The creator's wallet id: a verification names it, else the mint, else the collection."""
-    address = ""
-    if collection is not None and collection.creator_verified and collection.creator:
-        address = collection.creator
-    elif nft is not None and nft.provenance.creator:
-        address = nft.provenance.creator
-    elif collection is not None and collection.creator:
-        address = collection.creator
+    address = _creator_address(nft, collection)
     owner = nft if nft is not None else collection
     if not address or owner is None:
         return None
     return wallet_id(_chain(owner.id), address)
+
+
+class CollectionParts(NamedTuple):
+    """Collection-level factor values: the same for every NFT of the collection at one time."""
+
+    market: FactorValue  # market_integrity.collection_value
+    health: FactorValue  # collection_health.value
+    liquidity: FactorValue  # liquidity.collection_value
+    social_share: FactorValue  # social_sentiment of an NFT without signals of its own
+
+
+# Collections whose parts are remembered; a checkpoint scores the changed NFTs of a collection
+# at one `now`, so a few hundred covers a partition's busy collections.
+PARTS_CACHE_SIZE = 256
+_parts_cache: dict[tuple[int, int], tuple[CollectionState, CollectionParts]] = {}
+
+
+def collection_parts(coll: CollectionState, now: int) -> CollectionParts:
+    """`CollectionParts` of a collection state at `now` (epoch seconds), memoised.
+
+    States are immutable values, so the parts depend only on the state object and `now`.
+    The memo holds the state itself, so its `id` cannot be reused while the entry lives, and a
+    hit is checked by identity.
+    """
+    key = (id(coll), now)
+    hit = _parts_cache.get(key)
+    if hit is not None and hit[0] is coll:
+        return hit[1]
+    parts = CollectionParts(
+        market_integrity.collection_value(coll.market, now),
+        collection_health.value(coll.health, now),
+        liquidity.collection_value(coll.liquidity, now),
+        social.value([(coll.social, social.COLLECTION_SOCIAL_SHARE)], now),
+    )
+    if len(_parts_cache) >= PARTS_CACHE_SIZE:
+        _parts_cache.clear()
+    _parts_cache[key] = (coll, parts)
+    return parts
 
 
 def chain_wallets(nft: NftState) -> tuple[str, ...]:
@@ -121,10 +178,9 @@ def score_nft(
 
     `wallets`: summaries of flagged wallets by wallet id (see `chain_wallets`); absent = clean.
     """
-    n = ts(now)
-    entity = parse_entity_id(nft.id)
-    coll = collection or CollectionState(id=entity.collection or "")
-    creator_address = _address(creator_of(nft, coll))
+    n = _read_time(now)
+    coll = collection or CollectionState(id=parse_entity_id(nft.id).collection or "")
+    creator_address = _creator_address(nft, coll)
     if not creator_address and creator_summary is not None:
         creator_address = creator_summary.address
     scopes = [
@@ -132,12 +188,11 @@ def score_nft(
         Scoped("its collection", SCOPE_COLLECTION, coll.findings),
         *_creator_scope(creator_summary, creator_address),
     ]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    parts = collection_parts(coll, n)
     factors = {
-        MARKET_INTEGRITY: market_integrity.nft_value(
-            nft.market, market_integrity.collection_value(coll.market, n), n
-        ),
+        MARKET_INTEGRITY: market_integrity.nft_value(nft.market, parts.market, n),
         PROVENANCE: provenance.value(
             nft.provenance,
             verified=coll.verified,
@@ -145,19 +200,19 @@ def score_nft(
             flags=_flags(nft, wallets),
             now=n,
         ),
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         CREATOR_REPUTATION: creator.value(
             creator_address,
             creator_summary,
             exclude=coll.id,
             verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
         ),
-        COLLECTION_HEALTH: collection_health.value(coll.health, n),
-        LIQUIDITY: liquidity.nft_value(
-            nft.liquidity, liquidity.collection_value(coll.liquidity, n), n
-        ),
-        SOCIAL_SENTIMENT: social.value(
-            [(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n
+        COLLECTION_HEALTH: parts.health,
+        LIQUIDITY: liquidity.nft_value(nft.liquidity, parts.liquidity, n),
+        SOCIAL_SENTIMENT: (
+            parts.social_share  # what the NFT's own (empty) part adds is exactly nothing
+            if social.is_empty(nft.social)
+            else social.value([(nft.social, 1.0), (coll.social, social.COLLECTION_SOCIAL_SHARE)], n)
         ),
         METADATA_STABILITY: metadata.value(nft.metadata, nft.provenance.minted_at, n),
     }
@@ -167,34 +222,35 @@ def score_nft(
 def score_collection(
     collection: CollectionState, creator_summary: WalletSummary | None, now: datetime
 ) -> ScoreResult:
-    n = ts(now)
+    n = _read_time(now)
     coll = collection
-    creator_address = _address(creator_of(None, coll))
+    creator_address = _creator_address(None, coll)
     if not creator_address and creator_summary is not None:
         creator_address = creator_summary.address
     scopes = [
         Scoped("this collection", SCOPE_COLLECTION, coll.findings),
         *_creator_scope(creator_summary, creator_address),
     ]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     verified_creator = coll.creator if coll.creator_verified and coll.verified else ""
+    parts = collection_parts(coll, n)
     factors = {
-        MARKET_INTEGRITY: market_integrity.collection_value(coll.market, n),
+        MARKET_INTEGRITY: parts.market,
         PROVENANCE: provenance.collection_value(
             verified=coll.verified,
             creator=coll.creator,
             creator_verified=coll.creator_verified,
             mints=coll.mints,
         ),
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         CREATOR_REPUTATION: creator.value(
             creator_address,
             creator_summary,
             exclude=coll.id,
             verified_for_creator=bool(verified_creator) and verified_creator == creator_address,
         ),
-        COLLECTION_HEALTH: collection_health.value(coll.health, n),
-        LIQUIDITY: liquidity.collection_value(coll.liquidity, n),
+        COLLECTION_HEALTH: parts.health,
+        LIQUIDITY: parts.liquidity,
         SOCIAL_SENTIMENT: social.value([(coll.social, 1.0)], n),
         METADATA_STABILITY: metadata.collection_value(coll.metadata, coll.health.book.tokens, n),
     }
@@ -203,16 +259,16 @@ def score_collection(
 
 def score_wallet(wallet: WalletState, now: datetime) -> ScoreResult:
     """A wallet's own findings and sentiment, and its record as a creator."""
-    n = ts(now)
+    n = _read_time(now)
     scopes = [Scoped("this wallet", SCOPE_WALLET, wallet.findings)]
-    caps = fraud.caps(scopes)
+    fraud_value, caps = fraud.assess(scopes)
     address = _address(wallet.id)
     creator_factor = no_data()
     if wallet.collections:
         summary = WalletSummary(id=wallet.id, collections=dict(wallet.collections))
         creator_factor = creator.value(address, summary, exclude="", verified_for_creator=False)
     factors = {
-        FRAUD_RISK: _with_caps(fraud.value(scopes), caps),
+        FRAUD_RISK: _with_caps(fraud_value, caps),
         SOCIAL_SENTIMENT: social.value([(wallet.social, 1.0)], n),
         CREATOR_REPUTATION: creator_factor,
     }
@@ -226,7 +282,7 @@ def collection_report(
     key = creator_of(None, collection)
     if key is None:
         return None
-    health = collection_health.value(collection.health, ts(now))
+    health = collection_parts(collection, ts(now)).health
     worst = fraud.flagged(collection.findings)
     flagged = "" if worst is None else fraud.describe(worst[0], worst[1], "the collection")
     return key, CollectionReport(

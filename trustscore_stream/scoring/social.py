@@ -17,7 +17,7 @@ MENTIONS_SCALE = 50.0
 COLLECTION_SOCIAL_SHARE = 0.5
 
 
-class SocialState(Struct, frozen=True, array_like=True):
+class SocialState(Struct, frozen=True, array_like=True, gc=False):
     mentions: float = 0.0  # decayed Σ m_i
     weighted: float = 0.0  # decayed Σ m_i · s_i
     t: int = 0  # reference time of both sums
@@ -37,12 +37,19 @@ def update(state: SocialState, sentiment: float, mentions: int, t: int) -> Socia
     )
 
 
+def is_empty(state: SocialState) -> bool:
+    """No signal and no mass: a part that adds exactly nothing to `value`."""
+    return not state.signals and not state.mentions and not state.weighted
+
+
 def value(parts: Sequence[tuple[SocialState, float]], now: int) -> FactorValue:
     """Pool (state, share) parts: e.g. the NFT at 1.0 and its collection at 0.5."""
     mentions = 0.0
     weighted = 0.0
     signals = 0
     for state, share in parts:
+        if is_empty(state):
+            continue  # adds exactly nothing (the sums start at +0.0)
         d = decay(now - state.t, SOCIAL_HALF_LIFE) * share
         mentions += state.mentions * d
         weighted += state.weighted * d

@@ -7,8 +7,8 @@ events gives identical state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import Struct
@@ -56,6 +56,7 @@ from trustscore_stream.scoring.social import SocialState
 class NftState(
     Struct,
     frozen=True,
+    gc=False,
     tag="nft",
     tag_field="k",
     omit_defaults=True,
@@ -80,6 +81,7 @@ class NftState(
 class CollectionState(
     Struct,
     frozen=True,
+    gc=False,
     tag="collection",
     tag_field="k",
     omit_defaults=True,
@@ -114,6 +116,7 @@ class CollectionState(
 class WalletState(
     Struct,
     frozen=True,
+    gc=False,
     tag="wallet",
     tag_field="k",
     omit_defaults=True,
@@ -163,118 +166,173 @@ def _get(states: Mapping[str, State], key: str, kind: type[S]) -> S:
     return found
 
 
-def _move(coll: CollectionState, change: OwnerChange | None) -> CollectionState:
+def _health(coll: CollectionState, change: OwnerChange | None) -> HealthState:
+    """The collection's health part, its holder book moved by an ownership change."""
     if change is None:
-        return coll
+        return coll.health
     book = collection_health.move(coll.health.book, change[0], change[1])
-    return replace(coll, health=replace(coll.health, book=book))
+    return replace(coll.health, book=book)
+
+
+# One handler per NFT event type: (nft, its collection, event, event time) → both new states.
+# Each builds every new struct in one `replace`, not a chain of them.
+
+
+def _mint(
+    nft: NftState, coll: CollectionState, event: Mint, t: int
+) -> tuple[NftState, CollectionState]:
+    pay = event.payload
+    p, change = provenance.record_mint(nft.provenance, pay.to, pay.creator, t)
+    creator = pay.creator if pay.creator and not coll.creator else coll.creator
+    coll = replace(coll, mints=coll.mints + 1, creator=creator, health=_health(coll, change))
+    return replace(nft, provenance=p), coll
+
+
+def _transfer(
+    nft: NftState, coll: CollectionState, event: Transfer, t: int
+) -> tuple[NftState, CollectionState]:
+    pay = event.payload
+    p, change = provenance.record_move(nft.provenance, pay.to, t)
+    if change is None:
+        return nft, coll  # already there: a sale's on-chain leg, or a replay
+    tag = tx_tag(pay.tx_hash)
+    trade = Trade(t, False, pay.from_, pay.to, 0.0, tag)
+    nft = replace(nft, provenance=p, market=market_integrity.record_trade(nft.market, trade))
+    market = market_integrity.record_free_transfer(coll.market, pay.from_, pay.to, tag, t)
+    return nft, replace(coll, market=market, health=_health(coll, change))
+
+
+def _sale(
+    nft: NftState, coll: CollectionState, event: Sale, t: int
+) -> tuple[NftState, CollectionState]:
+    pay = event.payload
+    price = money(pay.price)
+    tag = tx_tag(pay.tx_hash)
+    check = market_integrity.check_sale(
+        nft.market,
+        coll.market,
+        coll.health.floor,
+        seller=pay.seller,
+        buyer=pay.buyer,
+        price=price,
+        currency=currency(pay.currency),
+        tag=tag,
+        t=t,
+        event_id=event.event_id,
+    )
+    wash = market_integrity.flagged_mass(check.incidents)
+    p, change = provenance.record_move(nft.provenance, pay.buyer, t)
+    trade = Trade(t, True, pay.seller, pay.buyer, price, tag)
+    nft = replace(
+        nft,
+        provenance=p,
+        market=market_integrity.record_trade(nft.market, trade, check.incidents, check.leg_index),
+        liquidity=liquidity.nft_record_sale(nft.liquidity, 1.0 - wash, t),
+    )
+    coll = replace(
+        coll,
+        market=market_integrity.record_collection_sale(
+            coll.market,
+            Edge(t, pay.seller, pay.buyer),
+            check.incidents,
+            check.pair_was_leg,
+            check.pair,
+        ),
+        liquidity=liquidity.record_sale(coll.liquidity, 1.0 - wash, t),
+        health=_health(coll, change),
+    )
+    return nft, coll
+
+
+def _listing(
+    nft: NftState, coll: CollectionState, event: Listing, t: int
+) -> tuple[NftState, CollectionState]:
+    return (
+        replace(nft, liquidity=liquidity.nft_record_listing(nft.liquidity, t)),
+        replace(coll, liquidity=liquidity.record_listing(coll.liquidity, t)),
+    )
+
+
+def _burn(
+    nft: NftState, coll: CollectionState, event: Burn, t: int
+) -> tuple[NftState, CollectionState]:
+    p, change = provenance.record_burn(nft.provenance, t)
+    return replace(nft, provenance=p), replace(coll, health=_health(coll, change))
+
+
+def _metadata_update(
+    nft: NftState, coll: CollectionState, event: MetadataUpdate, t: int
+) -> tuple[NftState, CollectionState]:
+    md, weight = metadata.update(
+        nft.metadata, event.payload, t, nft.provenance.minted_at, event.event_id
+    )
+    return (
+        replace(nft, metadata=md),
+        replace(coll, metadata=metadata.collection_update(coll.metadata, weight, t)),
+    )
+
+
+NftHandler = Callable[[NftState, CollectionState, Any, int], tuple[NftState, CollectionState]]
+_NFT_HANDLERS: dict[type, NftHandler] = {
+    Mint: _mint,
+    Transfer: _transfer,
+    Sale: _sale,
+    Listing: _listing,
+    Burn: _burn,
+    MetadataUpdate: _metadata_update,
+}
 
 
 def _apply_nft_event(
     nft: NftState, coll: CollectionState, event: Envelope, t: int
 ) -> tuple[NftState, CollectionState]:
-    if isinstance(event, Mint):
-        pay = event.payload
-        p, change = provenance.record_mint(nft.provenance, pay.to, pay.creator, t)
-        coll = replace(coll, mints=coll.mints + 1)
-        if pay.creator and not coll.creator:
-            coll = replace(coll, creator=pay.creator)
-        return replace(nft, provenance=p), _move(coll, change)
-    if isinstance(event, Transfer):
-        pay_t = event.payload
-        p, change = provenance.record_move(nft.provenance, pay_t.to, t)
-        if change is None:
-            return nft, coll  # already there: a sale's on-chain leg, or a replay
-        tag = tx_tag(pay_t.tx_hash)
-        trade = Trade(t, False, pay_t.from_, pay_t.to, 0.0, tag)
-        nft = replace(nft, provenance=p, market=market_integrity.record_trade(nft.market, trade))
-        cm = market_integrity.record_free_transfer(coll.market, pay_t.from_, pay_t.to, tag, t)
-        return nft, _move(replace(coll, market=cm), change)
-    if isinstance(event, Sale):
-        pay_s = event.payload
-        price = money(pay_s.price)
-        tag = tx_tag(pay_s.tx_hash)
-        check = market_integrity.check_sale(
-            nft.market,
-            coll.market,
-            coll.health.floor,
-            seller=pay_s.seller,
-            buyer=pay_s.buyer,
-            price=price,
-            currency=currency(pay_s.currency),
-            tag=tag,
-            t=t,
-            event_id=event.event_id,
-        )
-        wash = market_integrity.flagged_mass(check.incidents)
-        p, change = provenance.record_move(nft.provenance, pay_s.buyer, t)
-        trade = Trade(t, True, pay_s.seller, pay_s.buyer, price, tag)
-        nft = replace(
-            nft,
-            provenance=p,
-            market=market_integrity.record_trade(
-                nft.market, trade, check.incidents, check.leg_index
-            ),
-            liquidity=liquidity.nft_record_sale(nft.liquidity, 1.0 - wash, t),
-        )
-        coll = replace(
-            coll,
-            market=market_integrity.record_collection_sale(
-                coll.market,
-                Edge(t, pay_s.seller, pay_s.buyer),
-                check.incidents,
-                check.pair_was_leg,
-            ),
-            liquidity=liquidity.record_sale(coll.liquidity, 1.0 - wash, t),
-        )
-        return nft, _move(coll, change)
-    if isinstance(event, Listing):
-        return (
-            replace(nft, liquidity=liquidity.nft_record_listing(nft.liquidity, t)),
-            replace(coll, liquidity=liquidity.record_listing(coll.liquidity, t)),
-        )
-    if isinstance(event, Burn):
-        p, change = provenance.record_burn(nft.provenance, t)
-        return replace(nft, provenance=p), _move(coll, change)
-    if isinstance(event, MetadataUpdate):
-        md, weight = metadata.update(
-            nft.metadata, event.payload, t, nft.provenance.minted_at, event.event_id
-        )
-        return (
-            replace(nft, metadata=md),
-            replace(coll, metadata=metadata.collection_update(coll.metadata, weight, t)),
-        )
+    for kind, handler in _NFT_HANDLERS.items():
+        if isinstance(event, kind):
+            return handler(nft, coll, event, t)
     raise TypeError(f"not an NFT event: {event.type}")  # pragma: no cover
+
+
+def _market_data(coll: CollectionState, event: MarketData, t: int) -> CollectionState:
+    pay = event.payload
+    health = coll.health
+    holders = health.reported_holders
+    if pay.holders is not None and (health.floor.observations == 0 or t >= health.floor.t):
+        holders = pay.holders
+    floor = collection_health.record_floor(
+        health.floor, money(pay.floor_price), currency(pay.currency), t
+    )
+    volume = None if pay.volume_24h is None else money(pay.volume_24h)
+    return replace(
+        coll,
+        health=replace(health, reported_holders=holders, floor=floor),
+        liquidity=liquidity.record_market_data(coll.liquidity, pay.sales_24h, volume, t),
+    )
+
+
+def _collection_verified(
+    coll: CollectionState, event: CollectionVerified, t: int
+) -> CollectionState:
+    pay = event.payload
+    if pay.audit_score is not None:
+        coll = replace(coll, health=replace(coll.health, audit=float(pay.audit_score)))
+    if coll.verified is not None and t < coll.verified_at:
+        return coll  # a newer verification decision is already known
+    if pay.creator:
+        return replace(
+            coll,
+            verified=pay.verified,
+            verified_at=t,
+            creator=pay.creator,
+            creator_verified=pay.verified,
+        )
+    return replace(coll, verified=pay.verified, verified_at=t)
 
 
 def _apply_collection_event(coll: CollectionState, event: Envelope, t: int) -> CollectionState:
     if isinstance(event, MarketData):
-        pay = event.payload
-        health = coll.health
-        if pay.holders is not None and (health.floor.observations == 0 or t >= health.floor.t):
-            health = replace(health, reported_holders=pay.holders)
-        health = replace(
-            health,
-            floor=collection_health.record_floor(
-                health.floor, money(pay.floor_price), currency(pay.currency), t
-            ),
-        )
-        volume = None if pay.volume_24h is None else money(pay.volume_24h)
-        return replace(
-            coll,
-            health=health,
-            liquidity=liquidity.record_market_data(coll.liquidity, pay.sales_24h, volume, t),
-        )
+        return _market_data(coll, event, t)
     if isinstance(event, CollectionVerified):
-        pay_v = event.payload
-        if pay_v.audit_score is not None:
-            coll = replace(coll, health=replace(coll.health, audit=float(pay_v.audit_score)))
-        if coll.verified is not None and t < coll.verified_at:
-            return coll  # a newer verification decision is already known
-        coll = replace(coll, verified=pay_v.verified, verified_at=t)
-        if pay_v.creator:
-            coll = replace(coll, creator=pay_v.creator, creator_verified=pay_v.verified)
-        return coll
+        return _collection_verified(coll, event, t)
     raise TypeError(f"not a collection event: {event.type}")  # pragma: no cover
 
 
@@ -286,6 +344,15 @@ def _annotate(state: S, event: FraudFinding | SocialSignal, t: int) -> S:
     return replace(state, social=social.update(state.social, pay.sentiment, pay.mentions, t))
 
 
+def _entity_kind(key: str) -> str:
+    """The kind of a normalised entity id (payload entities are normalised on decode)."""
+    kind = key[: key.find(":")]
+    return kind if kind in _KINDS else parse_entity_id(key).kind
+
+
+_KINDS = frozenset(("nft", "collection", "wallet"))
+
+
 def apply(states: Mapping[str, State], event: Envelope) -> dict[str, State]:
     """Apply one event; return the new states of the keys it touched (see `keys_for`)."""
     t = ts(event.occurred_at)
@@ -293,14 +360,15 @@ def apply(states: Mapping[str, State], event: Envelope) -> dict[str, State]:
         nft = _get(states, event.entity, NftState)
         cid = collection_id(event.chain, event.contract)
         coll = _get(states, cid, CollectionState)
-        new_nft, new_coll = _apply_nft_event(nft, coll, event, t)
+        handler = _NFT_HANDLERS.get(type(event), _apply_nft_event)
+        new_nft, new_coll = handler(nft, coll, event, t)
         return {nft.id: new_nft, cid: new_coll}
     if isinstance(event, MarketData | CollectionVerified):
         coll = _get(states, event.entity, CollectionState)
         return {coll.id: _apply_collection_event(coll, event, t)}
     if isinstance(event, FraudFinding | SocialSignal):
         key = event.entity
-        kind = parse_entity_id(key).kind
+        kind = _entity_kind(key)
         if kind == "nft":
             return {key: _annotate(_get(states, key, NftState), event, t)}
         if kind == "collection":
