@@ -267,7 +267,13 @@ class ChainSource:
             for r in checked.rejections:
                 self.metrics.dead_lettered.labels(self.name, r.reason).inc()
         for header in headers.values():
-            self.tracker.remember(header.number, header.hash)
+            if self.tracker.remember(header.number, header.hash):
+                # Seen earlier as an unconfirmed tip with another hash: orphaned before it
+                # was confirmed, so nothing had been emitted for it.
+                self.metrics.reorgs.labels(self.name, "unconfirmed").inc()
+                log.info(
+                    "%s: block %d was replaced before it was confirmed", self.name, header.number
+                )
         self.next_block = block_range.last + 1
         await self._save(block_range.last)
         for kind, count in Counter(e.type for e in checked.envelopes).items():

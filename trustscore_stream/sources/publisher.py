@@ -39,10 +39,17 @@ def check(candidates: Sequence[dict[str, Any]]) -> Checked:
     return Checked(envelopes, rejections)
 
 
-def batch_records(envelopes: Sequence[Envelope]) -> list[bytes]:
+def batch_records(envelopes: Sequence[Envelope]) -> list[tuple[bytes, bytes]]:
+    """(key, batch record) pairs: envelopes grouped by partition key (their collection, or
+    wallet), in their original order, at most MAX_BATCH_ENVELOPES per record. Keying by it
+    keeps one collection's events in one partition, so ingest sees them in chain order."""
+    groups: dict[str, list[Envelope]] = {}
+    for envelope in envelopes:
+        groups.setdefault(envelope.partition_key, []).append(envelope)
     return [
-        encode_envelopes(list(envelopes[i : i + MAX_BATCH_ENVELOPES]))
-        for i in range(0, len(envelopes), MAX_BATCH_ENVELOPES)
+        (key.encode(), encode_envelopes(group[i : i + MAX_BATCH_ENVELOPES]))
+        for key, group in groups.items()
+        for i in range(0, len(group), MAX_BATCH_ENVELOPES)
     ]
 
 
@@ -64,8 +71,8 @@ class Publisher:
         await self.producer.stop()
 
     async def send_envelopes(self, envelopes: Sequence[Envelope]) -> None:
-        for record in batch_records(envelopes):
-            await self.producer.send_and_wait(self.events_topic, record)
+        for key, record in batch_records(envelopes):
+            await self.producer.send_and_wait(self.events_topic, record, key=key)
 
     async def send_dead_letters(self, letters: Iterable[dict[str, Any]]) -> None:
         for letter in letters:

@@ -1,0 +1,250 @@
+"""The chain source against a real local EVM node (anvil) and the session broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sources.anvil import Anvil, Driver, Mined
+from tests.sources.chainrun import published, settings_for, start_source
+from tests.stack import Stack
+from tests.test_scoring_stream import wait_score
+from trustscore_stream.sources.erc721 import rfc3339_from_unix
+
+pytestmark = pytest.mark.integration
+
+ZERO = "0x" + "0" * 40
+
+
+def envelope(
+    kind: str, nft: str, token: int, mined: Mined, index: int, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "event_id": f"{mined.tx_hash}:{index}",
+        "type": kind,
+        "source": "chain",
+        "occurred_at": rfc3339_from_unix(mined.timestamp),
+        "schema_version": 1,
+        "chain": "eth",
+        "contract": nft,
+        "token_id": str(token),
+        "payload": payload,
+    }
+
+
+def transfer_log_index(mined: Mined, nft: str) -> int:
+    transfer = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+    (log,) = [
+        entry
+        for entry in mined.receipt["logs"]
+        if entry["address"].lower() == nft and entry["topics"][0] == transfer
+    ]
+    return int(log["logIndex"], 16)
+
+
+async def test_mint_transfer_sale_burn_with_a_restart_and_scores(
+    stack: Stack, anvil: Anvil
+) -> None:
+    worker = stack.start_worker("w")  # starts while the chain is prepared
+    chain = Driver([anvil])
+    owner, alice, bob = chain.accounts[0], chain.accounts[1], chain.accounts[2]
+    nft, deployed = chain.deploy("TestNFT")
+    market, _ = chain.deploy("TestMarket")
+    settings = settings_for(
+        [anvil.url],
+        contracts=frozenset({nft}),
+        marketplaces={market: "testmarket"},
+        from_block=deployed,
+    )
+    running = await start_source(stack, settings)
+    mint1 = chain.call(owner, "TestNFT", nft, "mint", alice, 1)
+    mint2 = chain.call(owner, "TestNFT", nft, "mint", alice, 2)
+    move = chain.call(alice, "TestNFT", nft, "transferFrom", alice, bob, 1)
+    chain.mine(2)
+    await running.wait_processed(move.block)
+    await running.halt()  # restart mid-stream: the sale and the burn come later
+
+    chain.call(alice, "TestNFT", nft, "approve", market, 2)
+    price = 1_250_000_000_000_000_000
+    sale = chain.call(bob, "TestMarket", market, "buy", nft, alice, 2, value=price)
+    burn = chain.call(bob, "TestNFT", nft, "burn", 1)
+    chain.mine(1)  # the burn is only one block deep: not emitted yet
+    running = await start_source(
+        stack,
+        settings_for([anvil.url], contracts=frozenset({nft}), marketplaces={market: "testmarket"}),
+    )
+    await running.wait_processed(sale.block)
+    assert running.source.next_block == burn.block  # waits for confirmations
+    chain.mine(1)
+    await running.wait_processed(burn.block)
+    await running.halt()
+
+    expected = [
+        envelope(
+            "mint",
+            nft,
+            1,
+            mint1,
+            transfer_log_index(mint1, nft),
+            {"to": alice, "tx_hash": mint1.tx_hash},
+        ),
+        envelope(
+            "mint",
+            nft,
+            2,
+            mint2,
+            transfer_log_index(mint2, nft),
+            {"to": alice, "tx_hash": mint2.tx_hash},
+        ),
+        envelope(
+            "transfer",
+            nft,
+            1,
+            move,
+            transfer_log_index(move, nft),
+            {"from": alice, "to": bob, "tx_hash": move.tx_hash},
+        ),
+        envelope(
+            "sale",
+            nft,
+            2,
+            sale,
+            transfer_log_index(sale, nft),
+            {
+                "seller": alice,
+                "buyer": bob,
+                "price": "1.25",
+                "currency": "ETH",
+                "marketplace": "testmarket",
+                "tx_hash": sale.tx_hash,
+            },
+        ),
+        envelope("burn", nft, 1, burn, transfer_log_index(burn, nft), {"from": bob}),
+    ]
+    got = await published(stack, len(expected))
+    assert got == expected  # exact, in chain order, no gap, no duplicate across the restart
+    assert (await stack.consume("trustscore-events-dlq", until=0, timeout=0.3)) == []
+
+    # Through the real worker: the sold NFT has a score.
+    await worker.wait_ready()
+    body = await wait_score(worker, f"nft:eth:{nft}:2", lambda b: 0 <= b["score"] <= 100)
+    assert body["entity"] == f"nft:eth:{nft}:2"
+
+
+async def test_orphaned_unconfirmed_transfer_is_never_emitted(stack: Stack, anvil: Anvil) -> None:
+    chain = Driver([anvil])
+    owner, alice, bob, carol = chain.accounts[:4]
+    nft, deployed = chain.deploy("TestNFT")
+    running = await start_source(
+        stack, settings_for([anvil.url], contracts=frozenset({nft}), from_block=deployed)
+    )
+    mint = chain.call(owner, "TestNFT", nft, "mint", alice, 5)
+    head = chain.mine(2)
+    await running.wait_processed(mint.block)
+    snapshot = anvil.rpc("evm_snapshot")
+    saved_time = chain.timestamp
+    orphan = chain.call(alice, "TestNFT", nft, "transferFrom", alice, bob, 5)
+    await running.wait_seen(orphan.block, chain.block_hash(anvil, orphan.block))
+    assert anvil.rpc("evm_revert", snapshot) is True
+    chain.timestamp = saved_time + 1  # another block at the same height
+    replacement = chain.call(alice, "TestNFT", nft, "transferFrom", alice, carol, 5)
+    assert replacement.block == orphan.block == head + 1
+    chain.mine(2)
+    await running.wait_processed(replacement.block)
+    await running.halt()
+
+    got = await published(stack, 2)
+    assert [(e["type"], e["event_id"]) for e in got] == [
+        ("mint", f"{mint.tx_hash}:{transfer_log_index(mint, nft)}"),
+        ("transfer", f"{replacement.tx_hash}:{transfer_log_index(replacement, nft)}"),
+    ]
+    assert got[1]["payload"]["to"] == carol
+    assert all(orphan.tx_hash not in e["event_id"] for e in got)
+    assert (
+        running.metric("trustscore_source_reorgs_total", source="chain-test", depth="unconfirmed")
+        >= 1
+    )
+
+
+async def test_reorg_of_emitted_blocks_rewinds_and_rereads(stack: Stack, anvil: Anvil) -> None:
+    # With no confirmations the orphaned transfer was already emitted (that is what the
+    # depth is for); the source must still notice, rewind to the fork and emit the new chain.
+    chain = Driver([anvil])
+    owner, alice, bob, carol = chain.accounts[:4]
+    nft, deployed = chain.deploy("TestNFT")
+    running = await start_source(
+        stack,
+        settings_for([anvil.url], contracts=frozenset({nft}), from_block=deployed, confirmations=0),
+    )
+    chain.call(owner, "TestNFT", nft, "mint", alice, 9)
+    snapshot = anvil.rpc("evm_snapshot")
+    saved_time = chain.timestamp
+    orphan = chain.call(alice, "TestNFT", nft, "transferFrom", alice, bob, 9)
+    await running.wait_processed(orphan.block)
+    assert anvil.rpc("evm_revert", snapshot) is True
+    chain.timestamp = saved_time + 1
+    replacement = chain.call(alice, "TestNFT", nft, "transferFrom", alice, carol, 9)
+    after = chain.call(carol, "TestNFT", nft, "burn", 9)
+    await running.wait_processed(after.block)
+    await running.halt()
+
+    got = await published(stack, 4)
+    assert [e["type"] for e in got] == ["mint", "transfer", "transfer", "burn"]
+    assert got[1]["event_id"].startswith(orphan.tx_hash)
+    assert got[2]["event_id"].startswith(replacement.tx_hash)
+    assert (
+        running.metric("trustscore_source_reorgs_total", source="chain-test", depth="confirmed")
+        == 1
+    )
+
+
+async def test_failover_between_two_nodes_processes_every_block_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    first, second = Anvil(tmp_path).start(), Anvil(tmp_path).start()
+    try:
+        chain = Driver([first, second])
+        owner, alice = chain.accounts[0], chain.accounts[1]
+        nft, deployed = chain.deploy("TestNFT")
+        running = await start_source(
+            stack,
+            settings_for(
+                [first.url, second.url],
+                contracts=frozenset({nft}),
+                from_block=deployed,
+                confirmations=1,
+            ),
+        )
+        mints = [chain.call(owner, "TestNFT", nft, "mint", alice, n) for n in range(1, 4)]
+        await running.wait_processed(mints[-2].block)
+        assert chain.block_hash(first, mints[-1].block) == chain.block_hash(second, mints[-1].block)
+        assert (
+            running.metric("trustscore_source_provider_active", provider=f"127.0.0.1:{first.port}")
+            == 1
+        )
+        first.kill()  # the active provider dies mid-stream
+        chain.nodes = [second]
+        mints += [chain.call(owner, "TestNFT", nft, "mint", alice, n) for n in range(4, 7)]
+        chain.mine(1)
+        await running.wait_processed(mints[-1].block)
+        await running.halt()
+    finally:
+        first.stop()
+        second.stop()
+
+    got = await published(stack, 6)
+    assert [e["token_id"] for e in got] == ["1", "2", "3", "4", "5", "6"]  # once each, in order
+    assert [e["event_id"] for e in got] == [f"{m.tx_hash}:0" for m in mints]
+    second_label = f"127.0.0.1:{second.port}"
+    assert running.metric("trustscore_source_provider_switches_total") == 1
+    assert running.metric("trustscore_source_provider_active", provider=second_label) == 1
+    assert (
+        running.metric(
+            "trustscore_source_provider_errors_total",
+            provider=f"127.0.0.1:{first.port}",
+            kind="error",
+        )
+        >= 1
+    )
