@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.sources.anvil import Anvil, Driver, Mined
 from tests.sources.chainrun import published, settings_for, start_source
 from tests.stack import Stack
 from tests.test_scoring_stream import wait_score
+from trustscore_stream.embedded import free_port
 from trustscore_stream.sources.erc721 import rfc3339_from_unix
 
 pytestmark = pytest.mark.integration
@@ -248,3 +253,60 @@ async def test_failover_between_two_nodes_processes_every_block_once(
         )
         >= 1
     )
+
+
+async def test_backfill_splits_ranges_a_provider_refuses(stack: Stack, anvil: Anvil) -> None:
+    chain = Driver([anvil])
+    owner, alice = chain.accounts[0], chain.accounts[1]
+    nft, deployed = chain.deploy("TestNFT")
+    mints = []
+    for token in range(1, 6):
+        mints.append(chain.call(owner, "TestNFT", nft, "mint", alice, token))
+        chain.mine(2)  # history with empty blocks between the mints
+    head = chain.mine(2)
+    asked: list[tuple[int, int]] = []
+    async with limited_logs_proxy(anvil.url, max_blocks=4, asked=asked) as url:
+        running = await start_source(
+            stack,
+            settings_for([url], contracts=frozenset({nft}), from_block=deployed, max_range=2000),
+        )
+        await running.wait_processed(head - 2)
+        await running.halt()
+    got = await published(stack, 5)
+    assert [e["event_id"] for e in got] == [f"{m.tx_hash}:0" for m in mints]
+    assert asked[0] == (deployed, head - 2)  # the whole backfill first, refused
+    assert running.metric("trustscore_source_range_splits_total", source="chain-test") >= 2
+    accepted = [r for r in asked if r[1] - r[0] + 1 <= 4]
+    covered = sorted(b for first, last in accepted for b in range(first, last + 1))
+    assert covered == list(range(deployed, head - 1))  # every block read exactly once
+
+
+@contextlib.asynccontextmanager
+async def limited_logs_proxy(
+    upstream: str, max_blocks: int, asked: list[tuple[int, int]]
+) -> AsyncIterator[str]:
+    """A JSON-RPC proxy that refuses eth_getLogs over more than `max_blocks` blocks the way
+    hosted providers do, and forwards everything else."""
+
+    async def handle(request: web.Request) -> web.Response:
+        call = await request.json()
+        if call["method"] == "eth_getLogs" and "fromBlock" in call["params"][0]:
+            query = call["params"][0]
+            first, last = int(query["fromBlock"], 16), int(query["toBlock"], 16)
+            asked.append((first, last))
+            if last - first + 1 > max_blocks:
+                error = {"code": -32005, "message": "query returned more than 10000 results"}
+                return web.json_response({"jsonrpc": "2.0", "id": call["id"], "error": error})
+        async with aiohttp.ClientSession() as http, http.post(upstream, json=call) as answer:
+            return web.Response(body=await answer.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
