@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka.errors import KafkaError
+from multidict import CIMultiDict
 
 from trustscore_stream.events.envelope import Envelope, to_builtins
 from trustscore_stream.events.retry import backoff_delay
@@ -145,7 +146,7 @@ class Poller:
         timeout = aiohttp.ClientTimeout(total=self.source.timeout_s)
         try:
             async with self.http.get(self.source.url, headers=headers, timeout=timeout) as answer:
-                status, answer_headers = answer.status, dict(answer.headers)
+                status, answer_headers = answer.status, CIMultiDict(answer.headers)
                 body = await answer.content.read(MAX_RESPONSE_BYTES + 1)
         except TimeoutError:
             return self._failed("timeout", f"no answer within {self.source.timeout_s}s")
