@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import orjson
 import pytest
@@ -170,7 +170,9 @@ def test_provider_label_hides_paths_and_keys() -> None:
 @given(st.integers(0, 10**40))
 def test_wei_to_decimal_is_exact(wei: int) -> None:
     text = wei_to_decimal(wei)
-    assert Decimal(text) == Decimal(wei).scaleb(-18)  # exact, unlike a division
+    with localcontext() as exact:
+        exact.prec = 200  # the default 28 digits would round the reference itself
+        assert Decimal(text) == Decimal(wei) / Decimal(10**18)
     assert "e" not in text.lower() and not text.endswith(".")
 
 
