@@ -310,3 +310,55 @@ async def limited_logs_proxy(
         yield f"http://127.0.0.1:{port}/"
     finally:
         await runner.cleanup()
+
+
+async def test_a_lagging_provider_is_left_for_one_that_keeps_up(
+    stack: Stack, tmp_path: Path
+) -> None:
+    first, second = Anvil(tmp_path).start(), Anvil(tmp_path).start()
+    try:
+        chain = Driver([first, second])
+        owner, alice = chain.accounts[0], chain.accounts[1]
+        nft, deployed = chain.deploy("TestNFT")
+        running = await start_source(
+            stack,
+            settings_for(
+                [second.url, first.url],  # the second node is preferred
+                contracts=frozenset({nft}),
+                from_block=deployed,
+                confirmations=1,
+                max_lag=2,
+            ),
+        )
+        before = chain.call(owner, "TestNFT", nft, "mint", alice, 1)
+        chain.mine(1)
+        await running.wait_processed(before.block)
+        behind = f"127.0.0.1:{second.port}"
+        assert running.metric("trustscore_source_provider_active", provider=behind) == 1
+        # The first node runs 4 blocks ahead: the second lags by more than max_lag.
+        resume_time = chain.timestamp
+        chain.nodes = [first]
+        ahead = chain.call(owner, "TestNFT", nft, "mint", alice, 2)
+        chain.mine(3)
+        await running.wait_processed(ahead.block)
+        assert running.metric("trustscore_source_provider_switches_total") == 1
+        assert (
+            running.metric("trustscore_source_provider_errors_total", provider=behind, kind="lag")
+            == 1
+        )
+        # The second node catches up with the very same blocks; the source stays where it is.
+        chain.nodes, chain.timestamp = [second], resume_time
+        assert chain.call(owner, "TestNFT", nft, "mint", alice, 2).tx_hash == ahead.tx_hash
+        chain.mine(3)
+        assert chain.block_hash(first, ahead.block + 3) == chain.block_hash(second, ahead.block + 3)
+        chain.nodes = [first, second]
+        after = chain.call(owner, "TestNFT", nft, "mint", alice, 3)
+        chain.mine(1)
+        await running.wait_processed(after.block)
+        await running.halt()
+    finally:
+        first.stop()
+        second.stop()
+    got = await published(stack, 3)
+    assert [e["event_id"] for e in got] == [f"{m.tx_hash}:0" for m in (before, ahead, after)]
+    assert running.metric("trustscore_source_provider_switches_total") == 1

@@ -178,7 +178,8 @@ class ChainSource:
             lagging = is_lagging(state, best, self.settings.max_lag)
             if lagging and not state.lagging:
                 self.metrics.provider_errors.labels(state.label, "lag").inc()
-                log.warning("%s: %s lags %s blocks", self.name, state.label, best)
+                lag = (best or 0) - (state.head or 0)
+                log.warning("%s: %s lags %d blocks behind", self.name, state.label, lag)
             state.lagging = lagging
 
     def _health(self) -> str:
