@@ -61,7 +61,8 @@ class Running:
     async def halt(self) -> None:
         """Graceful stop (what SIGTERM does): the current step finishes first."""
         self.stop.set()
-        await self.task
+        if not self.task.done():  # a task that crashed was awaited by the test already
+            await self.task
         await self.source.close()
         await self.checkpoints.stop()
         await self.publisher.stop()

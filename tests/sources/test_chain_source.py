@@ -362,3 +362,44 @@ async def test_a_lagging_provider_is_left_for_one_that_keeps_up(
     got = await published(stack, 3)
     assert [e["event_id"] for e in got] == [f"{m.tx_hash}:0" for m in (before, ahead, after)]
     assert running.metric("trustscore_source_provider_switches_total") == 1
+
+
+class CrashBeforeCheckpoint(Exception):
+    pass
+
+
+async def test_crash_between_publish_and_checkpoint_repeats_ids_never_skips(
+    stack: Stack, anvil: Anvil
+) -> None:
+    chain = Driver([anvil])
+    owner, alice = chain.accounts[0], chain.accounts[1]
+    nft, deployed = chain.deploy("TestNFT")
+    settings = settings_for([anvil.url], contracts=frozenset({nft}), from_block=deployed)
+    running = await start_source(stack, settings)
+    first = chain.call(owner, "TestNFT", nft, "mint", alice, 1)
+    chain.mine(2)
+    await running.wait_processed(first.block)
+
+    async def crash(_: object) -> None:
+        raise CrashBeforeCheckpoint  # the process dies after publishing, before the checkpoint
+
+    running.checkpoints.save = crash  # type: ignore[method-assign]
+    second = chain.call(owner, "TestNFT", nft, "mint", alice, 2)
+    chain.mine(2)
+    with pytest.raises(CrashBeforeCheckpoint):
+        await running.task
+    await running.halt()
+
+    restarted = await start_source(stack, settings_for([anvil.url], contracts=frozenset({nft})))
+    third = chain.call(owner, "TestNFT", nft, "mint", alice, 3)
+    chain.mine(2)
+    await restarted.wait_processed(third.block)
+    await restarted.halt()
+
+    got = await published(stack, 4)
+    ids = [e["event_id"] for e in got]
+    expected = [f"{m.tx_hash}:0" for m in (first, second, third)]
+    assert list(dict.fromkeys(ids)) == expected  # no gap, chain order
+    assert ids.count(expected[1]) == 2  # the unconfirmed-by-checkpoint block came again ...
+    repeats = [e for e in got if e["event_id"] == expected[1]]
+    assert repeats[0] == repeats[1]  # ... identical, so the pipeline's dedup drops it
