@@ -64,6 +64,8 @@ def test_tracker_keeps_only_its_window_and_forgets_above() -> None:
     for n in range(10):
         tracker.remember(n, f"0x{n}")
     assert sorted(tracker.hashes) == [7, 8, 9]
+    tracker.forget_between(8, 8)
+    assert tracker.snapshot() == [(7, "0x7"), (9, "0x9")]
     tracker.forget_above(7)
     assert tracker.snapshot() == [(7, "0x7")]
     assert BlockTracker.restore([(1, "0x1"), (2, "0x2")]).below(3) == [(2, "0x2"), (1, "0x1")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -154,6 +155,16 @@ def test_a_provider_document_maps_to_valid_envelopes() -> None:
     assert "holders" not in envelopes[1]["payload"]  # optional and absent
     decoded = decode_record(orjson.dumps(envelopes))
     assert decoded.rejections == [] and decoded.envelopes[0].contract == CONTRACT
+
+
+def test_items_path_naming_a_list_iterates_it() -> None:
+    buzz = sources()[1]
+    items = [{"entity": "a"}, {"entity": "b"}]
+    assert buzz.mapping.select_items(items) == items  # "$[*]"
+    plain = replace(buzz.mapping, items=FieldPath.parse("$.data"))
+    assert plain.select_items({"data": items}) == items
+    assert plain.select_items({"data": {"entity": "a"}}) == [{"entity": "a"}]
+    assert plain.select_items({"other": 1}) == []
 
 
 def test_default_event_id_is_a_content_hash_and_time_is_the_poll_time() -> None:

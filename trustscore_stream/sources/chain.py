@@ -267,14 +267,21 @@ class ChainSource:
             )
             for r in checked.rejections:
                 self.metrics.dead_lettered.labels(self.name, r.reason).inc()
+        replaced = sorted(
+            h.number
+            for h in headers.values()
+            if self.tracker.hashes.get(h.number) not in (None, h.hash)
+        )
+        # Heights of the range seen earlier as the tip may hold orphaned hashes: keep only
+        # the headers this read verified.
+        self.tracker.forget_between(block_range.first, block_range.last)
         for header in headers.values():
-            if self.tracker.remember(header.number, header.hash):
-                # Seen earlier as an unconfirmed tip with another hash: orphaned before it
-                # was confirmed, so nothing had been emitted for it.
-                self.metrics.reorgs.labels(self.name, "unconfirmed").inc()
-                log.info(
-                    "%s: block %d was replaced before it was confirmed", self.name, header.number
-                )
+            self.tracker.remember(header.number, header.hash)
+        for number in replaced:
+            # Seen earlier as an unconfirmed tip with another hash: orphaned before it was
+            # confirmed, so nothing had been emitted for it.
+            self.metrics.reorgs.labels(self.name, "unconfirmed").inc()
+            log.info("%s: block %d was replaced before it was confirmed", self.name, number)
         self.next_block = block_range.last + 1
         await self._save(block_range.last)
         for kind, count in Counter(e.type for e in checked.envelopes).items():

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-from trustscore_stream.sources.fieldpath import FieldPath
+from trustscore_stream.sources.fieldpath import WILDCARD, FieldPath
 
 Conversion = Literal["keep", "money", "int", "float", "str", "bool", "unix_time"]
 CONVERSIONS: tuple[str, ...] = ("keep", "money", "int", "float", "str", "bool", "unix_time")
@@ -65,8 +65,8 @@ class ItemMapping:
 
     def select_items(self, document: Any) -> list[Any]:
         found = self.items.find(document)
-        if len(found) == 1 and isinstance(found[0], list) and not self.items.steps:
-            return list(found[0])
+        if len(found) == 1 and isinstance(found[0], list) and WILDCARD not in self.items.steps:
+            return list(found[0])  # `items = "$.data"` naming a list means its elements
         return found
 
     def envelope(self, item: Any, now: datetime) -> dict[str, Any]:

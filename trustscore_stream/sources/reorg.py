@@ -46,6 +46,10 @@ class BlockTracker:
         known = self.hashes.get(header.number - 1)
         return known is None or known == header.parent_hash
 
+    def forget_between(self, first: int, last: int) -> None:
+        for height in [h for h in self.hashes if first <= h <= last]:
+            del self.hashes[height]
+
     def forget_above(self, number: int) -> None:
         for height in [h for h in self.hashes if h > number]:
             del self.hashes[height]
