@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
+import sys
+from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -403,3 +408,41 @@ async def test_crash_between_publish_and_checkpoint_repeats_ids_never_skips(
     assert ids.count(expected[1]) == 2  # the unconfirmed-by-checkpoint block came again ...
     repeats = [e for e in got if e["event_id"] == expected[1]]
     assert repeats[0] == repeats[1]  # ... identical, so the pipeline's dedup drops it
+
+
+async def test_source_chain_command(stack: Stack, anvil: Anvil) -> None:
+    chain = Driver([anvil])
+    owner, alice = chain.accounts[0], chain.accounts[1]
+    nft, deployed = chain.deploy("TestNFT")
+    mint = chain.call(owner, "TestNFT", nft, "mint", alice, 1)
+    chain.mine(2)
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRUSTSCORE_BROKER": stack.broker.url,
+        "TRUSTSCORE_TOPIC_PREFIX": stack.prefix,
+        "TRUSTSCORE_CHAIN_POLL_INTERVAL": "0.1",
+    }
+    command = ["-m", "trustscore_stream.cli", "source", "chain", "--rpc", anvil.url]
+    command += ["--contract", nft, "--from-block", str(deployed), "--metrics-port", str(port)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command, env=env, stdout=PIPE, stderr=STDOUT
+    )
+    try:
+        got = await published(stack, 1, settle=0)
+        metrics = ""
+        checkpointed = f'trustscore_source_checkpoint_block{{source="chain-eth"}} {mint.block}.0'
+        for _ in range(50):
+            async with aiohttp.ClientSession() as http:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as answer:
+                        metrics = await answer.text()
+            if checkpointed in metrics:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 0, output.decode()
+    assert [e["event_id"] for e in got] == [f"{mint.tx_hash}:0"]
+    assert f'trustscore_source_provider_up{{provider="127.0.0.1:{anvil.port}"}} 1.0' in metrics
