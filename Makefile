@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test-only node tools (anvil, solc-js), pinned by package-lock.json; installed, never
+# downloaded by the tests themselves.
+NODE_STAMP := node_modules/.installed
+CONTRACTS  := tests/sources/contracts
 
-.PHONY: demo test lint typecheck bench-ingest clean
+.PHONY: demo test lint typecheck bench-ingest contracts clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# Regenerates the committed ERC-721 test artifact from its Solidity source with solc-js.
+contracts: $(NODE_STAMP)
+	node $(CONTRACTS)/compile.js
+
 demo: $(STAMP)
 	$(BIN)/trustscore-stream demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -32,4 +44,4 @@ bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -111,6 +111,17 @@ async def test_http_ingestion_with_producer_keys(stack: Stack) -> None:
         bad = {"Authorization": "Bearer wrong"}
         async with http.post(url, data=body, headers=bad) as answer:
             assert answer.status == 401
+        forged = {"X-TrustScore-Key": "beta", "X-TrustScore-Signature": sign("s3cret", body)}
+        async with http.post(url, data=body, headers=forged) as answer:
+            assert answer.status == 401  # signed with another key's secret
+        stamp = int(time.time()) - 3600
+        replayed = {
+            "X-TrustScore-Key": "beta",
+            "X-TrustScore-Timestamp": str(stamp),
+            "X-TrustScore-Signature": sign("other", body, stamp),
+        }
+        async with http.post(url, data=body, headers=replayed) as answer:
+            assert answer.status == 401  # a correctly signed body, an hour old
         signed = {"X-TrustScore-Key": "beta", "X-TrustScore-Signature": sign("other", body)}
         async with http.post(url, data=body, headers=signed) as answer:
             assert answer.status == 202  # beta: 10 of its burst of 10

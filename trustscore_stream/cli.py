@@ -3,7 +3,7 @@
 `dev` and `demo` start the embedded broker when `TRUSTSCORE_BROKER` is unset (with fresh
 worker state, because that broker keeps nothing), one worker with the web server, and for
 `demo` a traffic generator; Ctrl-C (or SIGTERM) stops every child. `worker` is the plain
-Faust worker.
+Faust worker. `source chain` and `source poll` run the event sources (docs/sources.md).
 """
 
 from __future__ import annotations
@@ -121,14 +121,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="dev plus generated traffic")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second")
     sub.add_parser("worker", help="the Faust worker (extra arguments go to faust)")
+    _add_source_commands(sub)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "worker":
         faust_args = ["faust", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", *rest]
         os.execvp(sys.executable, [sys.executable, "-m", *faust_args])
     settings = load_settings()
+    if args.command == "source":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _run_source(args, settings)
     rate = args.rate if args.command == "demo" else None
     return asyncio.run(_run_stack(settings, rate))
+
+
+def _add_source_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    source = sub.add_parser("source", help="run an event source (docs/sources.md)")
+    kinds = source.add_subparsers(dest="kind", required=True)
+    chain = kinds.add_parser("chain", help="follow EVM RPC providers for ERC-721 events")
+    chain.add_argument("--rpc", action="append", default=[], help="provider URL (repeatable)")
+    chain.add_argument("--from-block", type=int, help="replay from this block (backfill)")
+    chain.add_argument("--confirmations", type=int, help="blocks deep before emitting")
+    chain.add_argument("--contract", action="append", default=[], help="watch only these")
+    chain.add_argument(
+        "--marketplace", action="append", default=[], help="0xaddress=name of a sale's tx `to`"
+    )
+    chain.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    poll = kinds.add_parser("poll", help="scheduled HTTP pollers from a TOML config")
+    poll.add_argument("--config", type=Path, required=True, help="sources.toml")
+    poll.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+
+
+def _run_source(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: web3 is slow to import and only the source commands need it.
+    from trustscore_stream.settings import SettingsError
+    from trustscore_stream.sources.commands import run_chain, run_poll
+    from trustscore_stream.sources.settings import load_chain_settings
+
+    try:
+        if args.kind == "chain":
+            chain = load_chain_settings(
+                rpc_urls=args.rpc,
+                contracts=args.contract,
+                marketplaces=args.marketplace,
+                confirmations=args.confirmations,
+                from_block=args.from_block,
+                metrics_port=args.metrics_port,
+            )
+            return asyncio.run(run_chain(settings, chain))
+        return asyncio.run(run_poll(settings, args.config, args.metrics_port))
+    except SettingsError as exc:
+        print(f"trustscore-stream source {args.kind}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

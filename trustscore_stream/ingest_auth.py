@@ -4,6 +4,12 @@ A producer authenticates with `Authorization: Bearer <secret>`, or with
 `X-TrustScore-Key: <key_id>` plus `X-TrustScore-Signature: sha256=<hex HMAC-SHA256 of the
 raw body>`. Each key gets a token bucket of `rate` events per second with a burst of twice
 that; a request costs one token per envelope.
+
+Replay protection (an addition to CONTRACT §8): a signed request may carry
+`X-TrustScore-Timestamp: <unix seconds>`; the signature then covers `"<timestamp>." + body`
+and the request is refused when the timestamp is more than `tolerance_s` away from now.
+With `require_timestamp` a signed request without it is refused too. Without a timestamp a
+replayed body is still harmless to scores: its `event_id`s are deduplicated.
 """
 
 from __future__ import annotations
@@ -15,15 +21,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 SIGNATURE_PREFIX = "sha256="
+TIMESTAMP_HEADER = "X-TrustScore-Timestamp"
+DEFAULT_TOLERANCE_S = 300.0
 
 
-def sign(secret: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    message = body if timestamp is None else f"{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     return SIGNATURE_PREFIX + digest
 
 
-def authenticate(keys: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> str | None:
-    """The key id the request proves it holds, or None."""
+def authenticate(
+    keys: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    require_timestamp: bool = False,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> str | None:
+    """The key id the request proves it holds, or None. `now` (unix seconds) is needed to
+    accept a timestamped signature."""
     authorization = headers.get("Authorization", "")
     if authorization.startswith("Bearer "):
         presented = authorization.removeprefix("Bearer ").strip()
@@ -35,7 +53,20 @@ def authenticate(keys: Mapping[str, str], headers: Mapping[str, str], body: byte
     signature = headers.get("X-TrustScore-Signature", "")
     if claimed is None or claimed not in keys:
         return None
-    if hmac.compare_digest(signature.encode(), sign(keys[claimed], body).encode()):
+    stamp = headers.get(TIMESTAMP_HEADER)
+    if stamp is None:
+        if require_timestamp:
+            return None
+        expected = sign(keys[claimed], body)
+    else:
+        try:
+            timestamp = int(stamp)
+        except ValueError:
+            return None
+        if now is None or abs(now - timestamp) > tolerance_s:
+            return None  # stale (or from the future): a replay
+        expected = sign(keys[claimed], body, timestamp)
+    if hmac.compare_digest(signature.encode(), expected.encode()):
         return claimed
     return None
 

@@ -65,6 +65,8 @@ class Settings:
     state_buckets: int = 32
     ingest_keys: Mapping[str, str] = field(default_factory=dict)
     ingest_rate: float = 1000.0
+    # Refuse HMAC-signed requests without a fresh signed X-TrustScore-Timestamp (replays).
+    ingest_require_timestamp: bool = False
     log_level: str = "INFO"
     # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
     # scale as separate worker pools (and the ingest benchmark measure ingest alone).
@@ -176,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
+        ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
     )

@@ -46,6 +46,7 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
     topic = runtime.topics.events
     keys = runtime.settings.ingest_keys
     limiter = RateLimiter(runtime.settings.ingest_rate)
+    require_timestamp = runtime.settings.ingest_require_timestamp
     if not keys:
         log.warning("TRUSTSCORE_INGEST_KEYS is unset: POST /api/v1/events is open (local use)")
 
@@ -57,9 +58,18 @@ def register_ingest(app: faust.App, runtime: Runtime) -> None:
             body = await request.read()
             key_id = "open"
             if keys:
-                found = authenticate(keys, request.headers, body)
+                found = authenticate(
+                    keys,
+                    request.headers,
+                    body,
+                    now=time.time(),
+                    require_timestamp=require_timestamp,
+                )
                 if found is None:
-                    detail = "a Bearer secret or an X-TrustScore-Key with its signature"
+                    detail = (
+                        "a Bearer secret or an X-TrustScore-Key with its signature"
+                        " (and a fresh X-TrustScore-Timestamp when one is signed)"
+                    )
                     return self.json({"error": "unauthorized", "detail": detail}, status=401)
                 key_id = found
             status, answer, record = validate_body(body)

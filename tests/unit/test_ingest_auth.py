@@ -36,3 +36,33 @@ def test_limiter_is_per_key() -> None:
     assert limiter.take("a", 20, 0.0) == 0.0
     assert limiter.take("a", 1, 0.0) > 0
     assert limiter.take("b", 20, 0.0) == 0.0
+
+
+def test_a_signed_timestamp_is_accepted_while_fresh_and_refused_when_replayed_later() -> None:
+    signed = {
+        "X-TrustScore-Key": "beta",
+        "X-TrustScore-Timestamp": "1700000000",
+        "X-TrustScore-Signature": sign("other", BODY, 1700000000),
+    }
+    assert authenticate(KEYS, signed, BODY, now=1700000000 + 299) == "beta"
+    assert authenticate(KEYS, signed, BODY, now=1700000000 + 301) is None  # stale replay
+    assert authenticate(KEYS, signed, BODY, now=1700000000 - 301) is None  # from the future
+    assert authenticate(KEYS, signed, BODY) is None  # no clock: cannot accept a timestamp
+    moved = {**signed, "X-TrustScore-Timestamp": "1700000100"}  # not what was signed
+    assert authenticate(KEYS, moved, BODY, now=1700000100) is None
+    garbled = {**signed, "X-TrustScore-Timestamp": "soon"}
+    assert authenticate(KEYS, garbled, BODY, now=1700000000) is None
+
+
+def test_timestamps_can_be_required_for_signed_requests() -> None:
+    body_only = {"X-TrustScore-Key": "beta", "X-TrustScore-Signature": sign("other", BODY)}
+    assert authenticate(KEYS, body_only, BODY, now=1.0) == "beta"
+    assert authenticate(KEYS, body_only, BODY, now=1.0, require_timestamp=True) is None
+    bearer = {"Authorization": "Bearer s3cret"}
+    assert authenticate(KEYS, bearer, BODY, now=1.0, require_timestamp=True) == "acme"
+
+
+def test_a_signature_made_with_another_secret_is_refused() -> None:
+    forged = {"X-TrustScore-Key": "beta", "X-TrustScore-Signature": sign("s3cret", BODY)}
+    assert authenticate(KEYS, forged, BODY) is None
+    assert authenticate(KEYS, {**forged, "X-TrustScore-Signature": "sha256=zz"}, BODY) is None
