@@ -7,7 +7,7 @@ key, so the key is `(finding, entity)`), last writer by `occurred_at` wins: a la
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from msgspec import Struct
@@ -101,50 +101,15 @@ def describe(kind: str, rec: FindingRecord, label: str) -> str:
     )
 
 
-def value(scopes: Sequence[Scoped]) -> FactorValue:
-    """value = 100·Π(1 − SEV·c·σ), confidence = 1 − Π(1 − c·σ) over unresolved findings."""
-    keep = 1.0
-    doubt = 1.0
-    items: list[tuple[float, str]] = []
-    for scope in scopes:
-        for kind, rec in unresolved(scope.findings):
-            keep *= 1.0 - SEVERITY_WEIGHT[rec.severity] * rec.confidence * scope.weight
-            doubt *= 1.0 - rec.confidence * scope.weight
-            items.append((rec.weight * scope.weight, describe(kind, rec, scope.label)))
-    if not items:
-        return FactorValue(100.0, 0.0, (NO_FINDINGS,))
-    items.sort(key=lambda i: (-i[0], i[1]))
-    return FactorValue(100.0 * keep, 1.0 - doubt, tuple(text for _, text in items))
-
-
-def caps(scopes: Iterable[Scoped]) -> list[Cap]:
-    """Hard caps from unresolved high/critical findings with effective confidence ≥ 0.5."""
-    out: list[Cap] = []
-    for scope in scopes:
-        for kind, rec in unresolved(scope.findings):
-            if rec.confidence * scope.weight < CAP_MIN_CONFIDENCE:
-                continue
-            if rec.severity == CRITICAL:
-                limit = CRITICAL_CAP
-            elif rec.severity == HIGH:
-                limit = HIGH_CAP
-            else:
-                continue
-            out.append(
-                Cap(
-                    limit,
-                    f"unresolved {SEVERITIES[rec.severity]} {kind} on {scope.label} "
-                    f"(event {rec.event_id})",
-                )
-            )
-    return out
-
-
 _NOTHING = FactorValue(100.0, 0.0, (NO_FINDINGS,))
 
 
 def assess(scopes: Sequence[Scoped]) -> tuple[FactorValue, list[Cap]]:
-    """(value(scopes), caps(scopes)) in one pass over the unresolved findings."""
+    """The fraud_risk value and the hard caps, in one pass over the unresolved findings.
+
+    value = 100·Π(1 − SEV·c·σ), confidence = 1 − Π(1 − c·σ); a cap for every unresolved
+    high/critical finding with effective confidence c·σ ≥ CAP_MIN_CONFIDENCE.
+    """
     keep = 1.0
     doubt = 1.0
     items: list[tuple[float, str]] = []
