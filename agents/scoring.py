@@ -65,17 +65,8 @@ class LaneRecord:
     items: list[Routed]
 
     @property
-    def source(self) -> str:
-        message = self.event.message
-        return f"{message.topic}/{message.partition}"
-
-    @property
     def partition(self) -> int:
         return int(self.event.message.partition)
-
-    @property
-    def offset(self) -> int:
-        return int(self.event.message.offset)
 
 
 def collection_of(nft: str) -> str:
@@ -234,6 +225,7 @@ class ScoringEngine:
             state, seen = self.entities.checkpoint(partition, anchor, self.dedup)
             writes += state
             dedup_writes += seen
+        self.entities.trim()
         # Deltas and history go through the batching producer, which Faust does not flush
         # before it commits: they must be delivered before the lanes acknowledge.
         await self.output.flush()

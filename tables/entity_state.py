@@ -76,10 +76,6 @@ class EntityStore:
             self._states.clear()
             self._state_generation = generation
 
-    @property
-    def generation(self) -> int | None:
-        return self._state_generation
-
     def partition(self, partition: int) -> PartitionState:
         self._check_generation()
         state = self._states.get(partition)
@@ -95,10 +91,6 @@ class EntityStore:
     def get(self, entity: str) -> Stored | None:
         """The current state of `entity` (folded, possibly not yet checkpointed)."""
         return self.partition(self.partition_of(entity)).get(entity)
-
-    def dirty_partitions(self) -> list[int]:
-        self._check_generation()
-        return [p for p, state in self._states.items() if state.dirty]
 
     def checkpoint(
         self, partition: int, anchor: EventT[bytes], dedup: DedupStore | None = None
@@ -122,9 +114,9 @@ class EntityStore:
             if writes or dedup_writes:
                 key, value = state.commit(seq)
                 self._table[key] = value
-        for loaded in self._states.values():
-            loaded.trim(DECODED_LIMIT)
         return len(writes), dedup_writes
 
-    def loaded_entities(self) -> int:
-        return sum(state.size() for state in self._states.values())
+    def trim(self) -> None:
+        """Bound the decoded entities of every partition (call once per checkpoint)."""
+        for state in self._states.values():
+            state.trim(DECODED_LIMIT)

@@ -79,7 +79,6 @@ class PartitionState:
         marker = read(commit_key(partition))
         self.committed = int(marker) if marker is not None else 0
         self.seq = self.committed
-        self.rolled_back = 0
         self._recover()
 
     def _recover(self) -> None:
@@ -102,7 +101,6 @@ class PartitionState:
                 loaded.undo[key] = None
                 loaded.dirty.add(key)
             self._loaded[index] = loaded
-            self.rolled_back += 1
 
     def _bucket(self, key: str) -> _Loaded:
         index = bucket_of(key, self.buckets)
@@ -130,10 +128,6 @@ class PartitionState:
             loaded.undo[key] = loaded.raw.get(key)
             loaded.dirty.add(key)
         self._objects[key] = stored
-
-    @property
-    def dirty(self) -> bool:
-        return any(loaded.dirty for loaded in self._loaded.values())
 
     def dirty_keys(self) -> Iterator[str]:
         for loaded in self._loaded.values():
@@ -171,7 +165,3 @@ class PartitionState:
             return
         dirty = set(self.dirty_keys())
         self._objects = {k: v for k, v in self._objects.items() if k in dirty}
-
-    def size(self) -> int:
-        """Entities in the buckets loaded so far."""
-        return sum(len(loaded.raw.keys() | loaded.dirty) for loaded in self._loaded.values())
