@@ -5,13 +5,13 @@ with exactly the state of a run without a crash: nothing lost, nothing counted t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from tests.stack import CONTRACT, WALLET_A, WALLET_B, now_rfc3339, sale
+from tests.unit.fakes import Event, Message, Topics
 from trustscore_stream.agents.scoring import LaneRecord, ScoringEngine
 from trustscore_stream.events.classification import classify
 from trustscore_stream.events.decoding import decode_record
@@ -44,32 +44,6 @@ class Table(dict[bytes, bytes]):
     def __delitem__(self, key: bytes) -> None:
         super().__delitem__(key)
         self.log.append((key, None))
-
-
-@dataclass
-class Topic:
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    async def send(self, **kwargs: Any) -> None:
-        self.sent.append(kwargs)
-
-
-@dataclass
-class Topics:
-    history: Topic = field(default_factory=Topic)
-    deltas: Topic = field(default_factory=Topic)
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class Event:
-    message: Message
 
 
 def engine_over(table: Table) -> tuple[ScoringEngine, EntityStore]:

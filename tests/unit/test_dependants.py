@@ -4,7 +4,6 @@ proportional to watched NFTs, not to the collection's size."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ import orjson
 import pytest
 
 from tests.stack import CONTRACT, fraud, sale
+from tests.unit.fakes import Event, Message, Topics
 from trustscore_stream.agents import scoring as scoring_module
 from trustscore_stream.agents.scoring import LaneRecord, ScoringEngine
 from trustscore_stream.events.classification import classify
@@ -87,32 +87,6 @@ class Watched:
             if collection == COLLECTION
             else set()
         )
-
-
-@dataclass
-class Topic:
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    async def send(self, **kwargs: Any) -> None:
-        self.sent.append(kwargs)
-
-
-@dataclass
-class Topics:
-    history: Topic = field(default_factory=Topic)
-    deltas: Topic = field(default_factory=Topic)
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class Event:
-    message: Message
 
 
 async def test_collection_finding_rescores_watched_nfts_only(

@@ -1,0 +1,32 @@
+"""In-memory stand-ins for the Faust objects the scoring engine touches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Topic:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, **kwargs: Any) -> None:
+        self.sent.append(kwargs)
+
+
+@dataclass
+class Topics:
+    history: Topic = field(default_factory=Topic)
+    deltas: Topic = field(default_factory=Topic)
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Event:
+    message: Message
