@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -22,8 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
+from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
 from trustscore_stream.db.history import ScoreVersionRow, record_score_versions
-from trustscore_stream.events.deadletter import dead_letter
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.scoring.history import HistoryRow, decode_history
@@ -74,7 +73,9 @@ class HistoryStage:
             try:
                 rows.extend(version_row(r) for r in decode_history(event.value))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self._dead_letter(event, f"corrupt history record: {exc}")
+                await dead_letter_corrupt(
+                    self.topics, self.metrics, event, f"corrupt history record: {exc}"
+                )
         if not rows:
             return
         await self.db_ready.wait()
@@ -102,18 +103,3 @@ class HistoryStage:
                 return
             finally:
                 self.metrics.db_write_seconds.observe(time.perf_counter() - started)
-
-    async def _dead_letter(self, event: EventT[bytes], detail: str) -> None:
-        message = event.message
-        self.metrics.dead_lettered.labels("corrupt_internal_record").inc()
-        await self.topics.dlq.send(
-            value=dead_letter(
-                reason="corrupt_internal_record",
-                detail=detail,
-                raw=event.value if isinstance(event.value, bytes) else b"",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                at=datetime.now(UTC),
-            )
-        )

@@ -29,9 +29,10 @@ import msgspec
 from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
+from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
 from trustscore_stream.agents.scoring import LaneRecord
 from trustscore_stream.events.classification import LANES, Lane
-from trustscore_stream.events.deadletter import dead_letter, rfc3339
+from trustscore_stream.events.deadletter import rfc3339
 from trustscore_stream.events.retry import RetryEnvelope, backoff_delay
 from trustscore_stream.events.routed import Routed, decode_batch
 from trustscore_stream.events.scheduling import LaneScheduler
@@ -140,7 +141,9 @@ class LaneStage:
             try:
                 records.append(LaneRecord(event, decode_batch(event.value)))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await self._dead_letter_raw(event, f"corrupt lane record: {exc}")
+                await dead_letter_corrupt(
+                    self.topics, self.metrics, event, f"corrupt lane record: {exc}"
+                )
         work = _Work(lane, records, stream=stream, events=events, generation=self._generation())
         self.scheduler.push(lane, work, time.monotonic())
         self._wakeup.set()
@@ -260,7 +263,9 @@ class LaneStage:
                 try:
                     retry = decoder.decode(event.value)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    await self._dead_letter_raw(event, f"corrupt retry record: {exc}")
+                    await dead_letter_corrupt(
+                        self.topics, self.metrics, event, f"corrupt retry record: {exc}"
+                    )
                     await ack_all(stream, [event])
                     continue
                 wait = retry.not_before - time.time()
@@ -279,21 +284,6 @@ class LaneStage:
                 queued.append(work)
             for work in queued:
                 await work.done  # acknowledged by the checkpoint that covers it
-
-    async def _dead_letter_raw(self, event: EventT[bytes], detail: str) -> None:
-        message = event.message
-        self.metrics.dead_lettered.labels("corrupt_internal_record").inc()
-        await self.topics.dlq.send(
-            value=dead_letter(
-                reason="corrupt_internal_record",
-                detail=detail,
-                raw=event.value if isinstance(event.value, bytes) else b"",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                at=datetime.now(UTC),
-            )
-        )
 
 
 def _now_rfc3339() -> str:

@@ -15,7 +15,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -23,8 +22,8 @@ import msgspec
 from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
+from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
 from trustscore_stream.events.classification import Lane
-from trustscore_stream.events.deadletter import dead_letter
 from trustscore_stream.events.routed import RoutedRaw, decode_batch_raw, encode_batches
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.settings import Settings
@@ -32,7 +31,6 @@ from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
-CORRUPT_INTERNAL_RECORD = "corrupt_internal_record"
 
 
 class RouteStage:
@@ -98,16 +96,5 @@ class RouteStage:
 
     async def _dead_letter(self, event: EventT[bytes], detail: str) -> None:
         message = event.message
-        self.metrics.dead_lettered.labels(CORRUPT_INTERNAL_RECORD).inc()
         log.error("corrupt record on %s[%s]@%s", message.topic, message.partition, message.offset)
-        await self.topics.dlq.send(
-            value=dead_letter(
-                reason=CORRUPT_INTERNAL_RECORD,
-                detail=detail,
-                raw=event.value if isinstance(event.value, bytes) else b"",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                at=datetime.fromtimestamp(time.time(), UTC),
-            )
-        )
+        await dead_letter_corrupt(self.topics, self.metrics, event, detail)
