@@ -101,7 +101,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -109,8 +109,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must be >= 0, got {value}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum:g}, got {value}")
     return value
 
 
@@ -160,24 +160,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topic_prefix=env.get("TRUSTSCORE_TOPIC_PREFIX") or "",
         partitions=_int(env, "TRUSTSCORE_PARTITIONS", 8, 1),
         replication=_int(env, "TRUSTSCORE_REPLICATION", 1, 1),
-        session_timeout_s=_float(env, "TRUSTSCORE_SESSION_TIMEOUT", 4.0),
-        heartbeat_interval_s=_float(env, "TRUSTSCORE_HEARTBEAT_INTERVAL", 1.0),
-        rebalance_timeout_s=_float(env, "TRUSTSCORE_REBALANCE_TIMEOUT", 20.0),
+        session_timeout_s=env_float(env, "TRUSTSCORE_SESSION_TIMEOUT", 4.0),
+        heartbeat_interval_s=env_float(env, "TRUSTSCORE_HEARTBEAT_INTERVAL", 1.0),
+        rebalance_timeout_s=env_float(env, "TRUSTSCORE_REBALANCE_TIMEOUT", 20.0),
         take_max=_int(env, "TRUSTSCORE_TAKE_MAX", 1000, 1),
-        take_within_s=_float(env, "TRUSTSCORE_TAKE_WITHIN", 0.05),
-        dedup_retention_s=_float(env, "TRUSTSCORE_DEDUP_RETENTION", 7 * 86400.0),
+        take_within_s=env_float(env, "TRUSTSCORE_TAKE_WITHIN", 0.05),
+        dedup_retention_s=env_float(env, "TRUSTSCORE_DEDUP_RETENTION", 7 * 86400.0),
         dedup_max_ids_per_partition=_int(env, "TRUSTSCORE_DEDUP_MAX_IDS", 2_000_000, 1),
         retry_max_attempts=_int(env, "TRUSTSCORE_RETRY_MAX_ATTEMPTS", 5, 1),
-        retry_base_delay_s=_float(env, "TRUSTSCORE_RETRY_BASE_DELAY", 0.5),
-        retry_max_delay_s=_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
-        lane_max_wait_s=_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
-        significance=_float(env, "TRUSTSCORE_SIGNIFICANCE", 0.5),
-        checkpoint_interval_s=_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 1.0),
+        retry_base_delay_s=env_float(env, "TRUSTSCORE_RETRY_BASE_DELAY", 0.5),
+        retry_max_delay_s=env_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
+        lane_max_wait_s=env_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
+        significance=env_float(env, "TRUSTSCORE_SIGNIFICANCE", 0.5),
+        checkpoint_interval_s=env_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 1.0),
         checkpoint_max_events=_int(env, "TRUSTSCORE_CHECKPOINT_MAX_EVENTS", 50_000, 1),
-        conflation_window_s=_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
+        conflation_window_s=env_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
         state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
-        ingest_rate=_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
+        ingest_rate=env_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from trustscore_stream.settings import SettingsError
+from trustscore_stream.settings import SettingsError, env_float
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
 
@@ -57,19 +57,6 @@ def parse_marketplaces(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum:g}, got {raw}")
-    return value
-
-
 def load_chain_settings(
     env: Mapping[str, str] | None = None,
     *,
@@ -93,23 +80,23 @@ def load_chain_settings(
     markets = list(marketplaces) or _split_list(env.get("TRUSTSCORE_CHAIN_MARKETPLACES"))
     depth = confirmations
     if depth is None:
-        depth = int(_number(env, "TRUSTSCORE_CHAIN_CONFIRMATIONS", 2, 0))
+        depth = int(env_float(env, "TRUSTSCORE_CHAIN_CONFIRMATIONS", 2, 0))
     if depth < 0:
         raise SettingsError("confirmations must be >= 0")
     if from_block is not None and from_block < 0:
         raise SettingsError("--from-block must be >= 0")
     port = metrics_port
     if port is None and env.get("TRUSTSCORE_SOURCE_METRICS_PORT"):
-        port = int(_number(env, "TRUSTSCORE_SOURCE_METRICS_PORT", 0, 1))
+        port = int(env_float(env, "TRUSTSCORE_SOURCE_METRICS_PORT", 0, 1))
     return ChainSettings(
         rpc_urls=urls,
         chain=chain,
         confirmations=depth,
-        max_lag=int(_number(env, "TRUSTSCORE_CHAIN_MAX_LAG", 5, 0)),
-        poll_interval_s=_number(env, "TRUSTSCORE_CHAIN_POLL_INTERVAL", 1.0, 0.01),
-        rpc_timeout_s=_number(env, "TRUSTSCORE_CHAIN_RPC_TIMEOUT", 10.0, 0.1),
-        max_range=int(_number(env, "TRUSTSCORE_CHAIN_MAX_RANGE", 2000, 1)),
-        reorg_window=int(_number(env, "TRUSTSCORE_CHAIN_REORG_WINDOW", 256, 2)),
+        max_lag=int(env_float(env, "TRUSTSCORE_CHAIN_MAX_LAG", 5, 0)),
+        poll_interval_s=env_float(env, "TRUSTSCORE_CHAIN_POLL_INTERVAL", 1.0, 0.01),
+        rpc_timeout_s=env_float(env, "TRUSTSCORE_CHAIN_RPC_TIMEOUT", 10.0, 0.1),
+        max_range=int(env_float(env, "TRUSTSCORE_CHAIN_MAX_RANGE", 2000, 1)),
+        reorg_window=int(env_float(env, "TRUSTSCORE_CHAIN_REORG_WINDOW", 256, 2)),
         contracts=frozenset(_address(c, "contract") for c in watch),
         marketplaces=parse_marketplaces(markets),
         currency=env.get("TRUSTSCORE_CHAIN_CURRENCY") or "ETH",
