@@ -107,24 +107,7 @@ async def run_once(
         worker.start = _baseline_start(worker)  # type: ignore[method-assign]
     worker.start()
     cpu_before = _cpu_seconds(worker.pid)
-    profiler = None
-    if os.environ.get("BENCH_PROFILE") and mode == "pipeline":
-        profiler = subprocess.Popen(  # noqa: ASYNC220 - a one-off launch, not a hot path
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(worker.pid),
-                "--format",
-                "raw",
-                "-o",
-                os.environ["BENCH_PROFILE"],
-                "--rate",
-                "200",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    profiler = start_profiler(worker.pid) if mode == "pipeline" else None
     try:
         if mode == "pipeline":
             await worker.wait_ready(timeout=60)
@@ -152,13 +135,27 @@ async def run_once(
             result = json.loads(out.read_text())
         cpu = _cpu_seconds(worker.pid) - cpu_before
     finally:
-        if profiler is not None:
-            profiler.send_signal(2)
-            profiler.wait(30)
+        stop_profiler(profiler)
         worker.stop()
     seconds = result["last"] - result["first"]
     units = len(records) if mode == "noop" else events
     return {"rate": units / seconds, "seconds": seconds, "cpu": cpu}
+
+
+def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy on `pid` (raw folded stacks, 200 Hz) when BENCH_PROFILE names the output."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return None
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", out, "--rate", "200"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(2)  # py-spy writes its output on SIGINT
+        profiler.wait(30)
 
 
 def _baseline_start(worker: WorkerProcess):  # type: ignore[no-untyped-def]

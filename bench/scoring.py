@@ -5,6 +5,8 @@ one envelope per record and for batch records of 100.
 
     .venv/bin/python bench/scoring.py [--events 200000] [--repeat 3] [--only pipeline]
 
+BENCH_PROFILE=path records the pipeline worker with py-spy (raw folded stacks).
+
 Every run gets a fresh topic namespace on one embedded broker and its input pre-produced
 before the worker starts. Pipeline rate: events / (first `trustscore_records_received_total`
 > 0 → sum of `trustscore_lane_events_processed_total` ≥ events), from the worker's metrics;
@@ -50,6 +52,8 @@ from bench.ingest import (  # noqa: E402
     make_input,
     produce,
     scrape,
+    start_profiler,
+    stop_profiler,
 )
 from trustscore_stream.embedded import (  # noqa: E402
     EmbeddedBroker,
@@ -213,6 +217,7 @@ async def run_faust(
         worker.start = _baseline_start(worker)  # type: ignore[method-assign]
     worker.start()
     cpu_before = _cpu_seconds(worker.pid)
+    profiler = start_profiler(worker.pid) if mode == "pipeline" else None
     try:
         try:
             if mode == "pipeline":
@@ -224,6 +229,7 @@ async def run_faust(
         result["cpu"] = _cpu_seconds(worker.pid) - cpu_before
         result["rss"] = _rss_mib(worker.pid)
     finally:
+        stop_profiler(profiler)
         worker.stop()
     return result
 
