@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
-from trustscore_stream.db.history import ScoreVersionRow, record_score_versions
+from trustscore_stream.db.history import EncodedJson, ScoreVersionRow, record_score_versions
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.scoring.history import HistoryRow, decode_history
@@ -40,10 +40,7 @@ def version_row(row: HistoryRow) -> ScoreVersionRow:
         level=row.level,
         confidence=row.confidence,
         model_version=row.model_version,
-        factors={
-            fid: {"value": f.value, "weight": f.weight, "evidence": list(f.evidence)}
-            for fid, f in row.factors.items()
-        },
+        factors=EncodedJson(bytes(row.factors).decode()),
         factors_changed=tuple(row.factors_changed),
         cause_event_id=row.cause_event_id,
         at=row.at,

@@ -28,6 +28,7 @@ from faust.types import EventT
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.output import FaustOutput, Output
+from trustscore_stream.partitioning import partition_for
 from trustscore_stream.scoring import (
     CollectionState,
     NftState,
@@ -208,10 +209,16 @@ class ScoringEngine:
             for record in encode_history(rows):
                 await self.output.send(self.topics.history, value=record, partition=partition)
         emitted = 0
+        partitions = self.settings.partitions
         for p in publications:
             if p.emit:
                 value = orjson.dumps(delta_record(p))
-                await self.output.send(self.topics.deltas, key=p.entity.encode(), value=value)
+                # The partition Kafka's default partitioner would pick for this key, from our
+                # cached murmur2 rather than the producer's uncached pure-Python one.
+                partition = partition_for(p.entity, partitions)
+                await self.output.send(
+                    self.topics.deltas, key=p.entity.encode(), value=value, partition=partition
+                )
                 emitted += 1
         self.metrics.deltas.inc(emitted)
         self.metrics.versions.inc(len(publications))

@@ -187,9 +187,27 @@ async def _wait_file(out: Path, alive: Callable[[], bool]) -> Result:
     return result
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """`name:KEY=VALUE,KEY=VALUE` → (name, settings for that pipeline row's worker)."""
+    name, _, pairs = text.partition(":")
+    settings = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+    if not name or name in MODES or not all(k.startswith("TRUSTSCORE_") for k in settings):
+        raise SystemExit(f"bad --variant {text!r}: want NAME:TRUSTSCORE_X=VALUE[,...]")
+    return name, settings
+
+
 async def run_faust(
-    broker: EmbeddedBroker, mode: str, shape: str, records: list[bytes], events: int, tmp: Path
+    broker: EmbeddedBroker,
+    mode: str,
+    shape: str,
+    records: list[bytes],
+    events: int,
+    tmp: Path,
+    variant: dict[str, str] | None = None,
 ) -> Result:
+    """One run of a reference agent (`noop`, `naive`) or of the pipeline (`variant` = the
+    settings of a --variant row, on top of the defaults)."""
+    pipeline = mode == "pipeline" or variant is not None
     prefix = f"s{secrets.token_hex(3)}-"
     settings = load_settings({"TRUSTSCORE_BROKER": broker.url, "TRUSTSCORE_TOPIC_PREFIX": prefix})
     await ensure_topics(broker.bootstrap, topic_specs(settings))
@@ -203,8 +221,9 @@ async def run_faust(
         extra={
             "TRUSTSCORE_TOPIC_PREFIX": prefix,
             "TRUSTSCORE_APP_ID": f"{prefix}app",
-            "BENCH_MODE": mode,
+            "BENCH_MODE": "pipeline" if pipeline else mode,
             "BENCH_SHAPE": shape,
+            **(variant or {}),
             "BENCH_TOTAL": str(len(records) if mode == "noop" else events),
             "BENCH_OUT": str(out),
             "PYTHONPATH": str(ROOT),
@@ -213,14 +232,14 @@ async def run_faust(
     env.pop("TRUSTSCORE_STAGES", None)  # the full pipeline: every stage in one worker
     log = tmp / "logs" / f"{prefix}{mode}-{shape}.log"
     worker = WorkerProcess(env, log_path=log, loglevel="warn", loop=LOOP)
-    if mode != "pipeline":
+    if not pipeline:
         worker.start = _baseline_start(worker)  # type: ignore[method-assign]
     worker.start()
     cpu_before = _cpu_seconds(worker.pid)
-    profiler = start_profiler(worker.pid) if mode == "pipeline" else None
+    profiler = start_profiler(worker.pid) if pipeline else None
     try:
         try:
-            if mode == "pipeline":
+            if pipeline:
                 result = await _wait_pipeline(worker, events)
             else:
                 result = await _wait_file(out, worker.alive)
@@ -291,7 +310,7 @@ def _line(rep: int, shape: str, mode: str, r: Result) -> str:
         f"cpu {r['cpu']:.1f}s with start-up, {r['cpu_unit']:,.0f} µs/unit in the run, "
         f"rss {r['rss']:,.0f} MiB"
     )
-    if mode == "pipeline":
+    if "deltas" in r:
         text += f", deltas {r['deltas']:,.0f}, dlq {r['dlq']:,.0f}, retries {r['retries']:,.0f}"
     return text + ")"
 
@@ -307,8 +326,16 @@ async def main() -> None:
     parser.add_argument("--only", choices=MODES, action="append")
     parser.add_argument("--shape", choices=SHAPES, action="append")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="an extra pipeline row with these settings, e.g. cp5:TRUSTSCORE_CHECKPOINT_INTERVAL=5",
+    )
     args = parser.parse_args()
-    modes = [m for m in MODES if m in (args.only or MODES)]
+    variants = dict(parse_variant(v) for v in args.variant)
+    modes = [m for m in MODES if m in (args.only or MODES)] + list(variants)
     shapes = [s for s in SHAPES if s in (args.shape or SHAPES)]
     python = quix_python()
     versions = f"quixstreams {quix_version(python)}" if "quix" in modes else ""
@@ -337,7 +364,15 @@ async def main() -> None:
                         if mode == "quix":
                             r = await run_quix(broker, python, records, args.events, tmp)
                         else:
-                            r = await run_faust(broker, mode, shape, records, args.events, tmp)
+                            r = await run_faust(
+                                broker,
+                                mode,
+                                shape,
+                                records,
+                                args.events,
+                                tmp,
+                                variants.get(mode),
+                            )
                     except RunFailed as exc:
                         failures.append(f"rep {rep} {shape} {mode}: {exc}")
                         print(f"rep {rep} {shape:6} {mode:8} FAILED: {exc}", flush=True)

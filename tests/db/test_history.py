@@ -17,6 +17,7 @@ from tests.db.pg import with_pg_options
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.history import (
     AuditEntry,
+    EncodedJson,
     ScoreVersionRow,
     audit_entries,
     record_audit,
@@ -85,6 +86,18 @@ def test_mixed_batch_inserts_only_new_rows_and_never_overwrites(engine: Engine) 
     stored = {r.version: r for r in score_history(engine, NFT, 10)}
     assert stored[1] == make_row(1)  # first stored copy wins
     assert stored[2].score == make_row(2).score
+
+
+def test_pre_encoded_factors_are_stored_as_given(engine: Engine) -> None:
+    factors = make_row(1).factors
+    encoded = EncodedJson(
+        '{"wash_trading":{"value":0.2,"weight":0.3,"evidence":["evt-1",{"n":2}]},'
+        '"verified":{"value":1.0,"weight":0.1,"evidence":[]}}'
+    )
+    assert record_score_versions(engine, [make_row(1, factors=encoded)]) == 1
+    [back] = score_history(engine, NFT, 1)
+    assert back.factors == factors
+    assert back == make_row(1)
 
 
 def test_duplicates_within_one_batch_count_once(engine: Engine) -> None:

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from tests.stack import CONTRACT, WALLET_A, WALLET_B, now_rfc3339, sale
@@ -148,7 +149,16 @@ def test_history_records_stay_small() -> None:
     from trustscore_stream.scoring.history import HistoryRow, decode_history, encode_history
 
     row = HistoryRow(
-        "nft:eth:0x1:1", 1, 50.0, "moderate", 0.5, "m1", {}, ["a" * 100], None, datetime.now(UTC)
+        "nft:eth:0x1:1",
+        1,
+        50.0,
+        "moderate",
+        0.5,
+        "m1",
+        msgspec.Raw(b"{}"),
+        ["a" * 100],
+        None,
+        datetime.now(UTC),
     )
     records = encode_history([row] * 1000, max_bytes=10_000)
     assert all(len(r) <= 10_000 for r in records) and len(records) > 10

@@ -14,10 +14,12 @@ import msgspec
 from trustscore_stream.scoring.publication import Publication
 
 
-class FactorRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+class FactorRow(msgspec.Struct, frozen=True, gc=False):
+    """A factor as the database stores it (db.models.FactorDetail)."""
+
     value: float
     weight: float
-    evidence: list[str]
+    evidence: tuple[str, ...]
 
 
 class HistoryRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -27,13 +29,16 @@ class HistoryRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     level: str
     confidence: float
     model_version: str
-    factors: dict[str, FactorRow]
+    # {factor id: FactorRow} encoded once, when the version is published; the writer stores
+    # it as it is (db.history.EncodedJson) instead of decoding and re-encoding it.
+    factors: msgspec.Raw
     factors_changed: list[str]
     cause_event_id: str | None
     at: datetime
 
 
 def history_row(p: Publication) -> HistoryRow:
+    factors = {fid: FactorRow(f.value, f.weight, f.evidence) for fid, f in p.result.factors.items()}
     return HistoryRow(
         entity=p.entity,
         version=p.version,
@@ -41,10 +46,7 @@ def history_row(p: Publication) -> HistoryRow:
         level=p.level,
         confidence=p.result.confidence,
         model_version=p.result.model_version,
-        factors={
-            fid: FactorRow(f.value, f.weight, list(f.evidence))
-            for fid, f in p.result.factors.items()
-        },
+        factors=msgspec.Raw(_encoder.encode(factors)),
         factors_changed=list(p.factors_changed),
         cause_event_id=p.cause_event_id,
         at=p.at,
