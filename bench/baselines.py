@@ -17,6 +17,8 @@ from typing import Any
 import faust
 import orjson
 
+from trustscore_stream.worker_logging import undo_spinner_log_level
+
 MODE = os.environ.get("BENCH_MODE", "noop")
 TOTAL = int(os.environ.get("BENCH_TOTAL", "0"))
 OUT = Path(os.environ.get("BENCH_OUT", "bench-result.json"))
@@ -42,6 +44,8 @@ app = faust.App(
 source = app.topic(f"{PREFIX}trustscore-events", partitions=8, internal=True, value_type=bytes)
 sink = app.topic(f"{PREFIX}bench-out", partitions=8, internal=True, value_type=bytes)
 counts = app.Table("bench-counts", default=int, partitions=8)
+# The same log level fix as the app's, so both pay the same logging cost.
+app.task(undo_spinner_log_level)
 
 state: dict[str, Any] = {"first": None, "count": 0}
 

@@ -68,7 +68,7 @@ from trustscore_stream.topics_admin import TopicSpec, ensure_topics  # noqa: E40
 
 MODES = ("noop", "naive", "quix", "pipeline")
 SHAPES = ("single", "batch")
-POLL_S = 0.05  # metrics scrape interval while the pipeline runs
+POLL_S = 0.2  # metrics scrape interval while the pipeline runs (each scrape costs the worker)
 DEADLINE_S = 900.0  # a run that has not finished by then failed
 STALL_S = 120.0  # ... and so has one whose progress stood still this long
 
@@ -188,10 +188,13 @@ async def _wait_file(out: Path, alive: Callable[[], bool]) -> Result:
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """`name:KEY=VALUE,KEY=VALUE` → (name, settings for that pipeline row's worker)."""
+    """`name:KEY=VALUE,KEY=VALUE` → (name, environment of that pipeline row's worker): app
+    settings (TRUSTSCORE_*), or PYTHONPATH=another checkout's root to run its code side by
+    side with this one (`git worktree add /tmp/before <commit>`)."""
     name, _, pairs = text.partition(":")
     settings = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
-    if not name or name in MODES or not all(k.startswith("TRUSTSCORE_") for k in settings):
+    allowed = all(k.startswith("TRUSTSCORE_") or k == "PYTHONPATH" for k in settings)
+    if not name or name in MODES or not allowed:
         raise SystemExit(f"bad --variant {text!r}: want NAME:TRUSTSCORE_X=VALUE[,...]")
     return name, settings
 

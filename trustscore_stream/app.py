@@ -43,6 +43,7 @@ from trustscore_stream.web.index import register_index
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
 from trustscore_stream.web.scores import register_scores
+from trustscore_stream.worker_logging import undo_spinner_log_level
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     register_scores(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
-    app.task(_undo_spinner_log_level)
+    app.task(undo_spinner_log_level)
     app.task(_migrate_database(settings, history))
     return app, runtime
 
@@ -168,23 +169,6 @@ def _migrate_database(settings: Settings, history: HistoryStage) -> Any:
                 return
 
     return migrate
-
-
-async def _undo_spinner_log_level() -> None:
-    """At `-l warn` or above Faust's worker drives a terminal spinner by lowering the ROOT
-    logger to DEBUG, so every debug call in aiokafka and Faust builds a log record that only
-    turns the spinner (~3 % of a busy worker's CPU, measured with py-spy). Put the root level
-    back to the lowest level of the real handlers and drop the spinner."""
-    from faust.utils.terminal.spinners import SpinnerHandler
-
-    root = logging.getLogger()
-    spinners = [h for h in root.handlers if isinstance(h, SpinnerHandler)]
-    if not spinners:
-        return
-    for handler in spinners:
-        root.removeHandler(handler)
-    levels = [h.level for h in root.handlers if h.level > logging.NOTSET]
-    root.setLevel(min(levels) if levels else logging.WARNING)
 
 
 def _declare_send_only_topics(topics: Topics) -> Any:

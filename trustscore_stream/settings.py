@@ -57,7 +57,7 @@ class Settings:
     # Scoring state is checkpointed (written, then its input acknowledged) this often, or
     # after this many events, whichever comes first; changed entities are scored and their
     # deltas published once per conflation window (a burst becomes one delta).
-    checkpoint_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0
     checkpoint_max_events: int = 50_000
     conflation_window_s: float = 0.25
     # Entity-state table records per partition (tables/state_buckets.py): more buckets mean
@@ -172,7 +172,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_delay_s=env_float(env, "TRUSTSCORE_RETRY_MAX_DELAY", 60.0),
         lane_max_wait_s=env_float(env, "TRUSTSCORE_LANE_MAX_WAIT", 2.0),
         significance=env_float(env, "TRUSTSCORE_SIGNIFICANCE", 0.5),
-        checkpoint_interval_s=env_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 1.0),
+        checkpoint_interval_s=env_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 5.0),
         checkpoint_max_events=_int(env, "TRUSTSCORE_CHECKPOINT_MAX_EVENTS", 50_000, 1),
         conflation_window_s=env_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
         state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
