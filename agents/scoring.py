@@ -53,6 +53,8 @@ from trustscore_stream.scoring import (
 )
 from trustscore_stream.scoring.history import HistoryRow, encode_history, history_row
 from trustscore_stream.scoring.links import (
+    FLAGGED_INDEX_KEY,
+    FlaggedIndex,
     Link,
     Replica,
     ReportLink,
@@ -62,6 +64,7 @@ from trustscore_stream.scoring.links import (
     encode_links,
     flags_owners,
     receive_summary,
+    reindex,
     replica_collections,
     report_to_send,
     sent_key,
@@ -122,12 +125,17 @@ def replica_of(state_of: PartitionState, wallet: str | None) -> WalletSummary | 
 
 
 def chain_replicas(state_of: PartitionState, nft: NftState) -> dict[str, WalletSummary] | None:
-    """Summaries held for the wallets of an NFT's ownership chain (flagged ones among them)."""
+    """Summaries of the flagged wallets in an NFT's ownership chain (only those change its
+    score). The index keeps the common case, no flagged wallet at all, to one lookup."""
+    index = state_of.get_link(FLAGGED_INDEX_KEY)
+    if not isinstance(index, FlaggedIndex) or not index.wallets:
+        return None
     found: dict[str, WalletSummary] = {}
     for wallet in chain_wallets(nft):
-        summary = replica_of(state_of, wallet)
-        if summary is not None:
-            found[wallet] = summary
+        if wallet in index.wallets:
+            summary = replica_of(state_of, wallet)
+            if summary is not None:
+                found[wallet] = summary
     return found or None
 
 
@@ -357,6 +365,10 @@ class ScoringEngine:
         if replica is None:
             return
         state_of.put_link(key, replica)
+        index = state_of.get_link(FLAGGED_INDEX_KEY)
+        reindexed = reindex(index if isinstance(index, FlaggedIndex) else None, replica)
+        if reindexed is not None:
+            state_of.put_link(FLAGGED_INDEX_KEY, reindexed)
         # The creator's collections here (and, through publish, their watched NFTs).
         partitions = self.settings.partitions
         for collection in replica_collections(held, replica):

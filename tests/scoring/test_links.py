@@ -21,10 +21,12 @@ from trustscore_stream.scoring import (
     apply_all,
     apply_report,
     score_collection,
+    summarize_wallet,
 )
 from trustscore_stream.scoring.creator import CollectionReport, WalletSummary
 from trustscore_stream.scoring.links import (
     MAX_RECORD_BYTES,
+    FlaggedIndex,
     Replica,
     ReportLink,
     SentReport,
@@ -34,6 +36,7 @@ from trustscore_stream.scoring.links import (
     flags_owners,
     meaningful,
     receive_summary,
+    reindex,
     replica_collections,
     report_to_send,
     summary_to_send,
@@ -65,6 +68,12 @@ def creator_wallet(*reports: CollectionReport, events: tuple[object, ...] = ()) 
     for report in reports:
         state = apply_report(state, CREATOR_ID, report)
     return state
+
+
+def summarize(wallet: WalletState) -> WalletSummary:
+    summary = summarize_wallet(wallet)
+    assert summary is not None
+    return summary
 
 
 def report(coll: str, health: float = 70.0, t: int = 1, **kw: object) -> CollectionReport:
@@ -211,3 +220,14 @@ def test_creator_reputation_of_b_falls_when_a_is_flagged() -> None:
         return score_collection(b, summary, at(2)).factors["creator_reputation"].value
 
     assert creator_reputation(flagged_a) < creator_reputation(clean_a) - 10
+
+
+def test_flagged_index_follows_the_replicas() -> None:
+    flag = finding(CREATOR_ID, "phishing", "high", 0.9, at(1))
+    flagged = summarize(creator_wallet(events=(flag,)))
+    index = reindex(None, Replica(CREATOR_ID, 1, flagged))
+    assert index == FlaggedIndex(frozenset({CREATOR_ID}))
+    assert reindex(index, Replica(CREATOR_ID, 2, flagged)) is None  # unchanged
+    creator_only = WalletSummary(id=CREATOR_ID, collections={coll_key(): report(coll_key())})
+    assert reindex(index, Replica(CREATOR_ID, 3, creator_only)) == FlaggedIndex()
+    assert reindex(None, Replica(CREATOR_ID, 3, None)) is None

@@ -24,7 +24,13 @@ from trustscore_stream.events.routed import routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.partitioning import partition_for
 from trustscore_stream.scoring.history import decode_history
-from trustscore_stream.scoring.links import Replica, decode_links, summary_key
+from trustscore_stream.scoring.links import (
+    FLAGGED_INDEX_KEY,
+    FlaggedIndex,
+    Replica,
+    decode_links,
+    summary_key,
+)
 from trustscore_stream.settings import load_settings
 from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.tables.entity_state import COMMIT_PREFIX, SCORING_DEDUP_PREFIX, EntityStore
@@ -224,6 +230,8 @@ async def test_flagged_owner_reaches_every_partition_then_clears() -> None:
     for partition in range(8):
         held = h.entities.partition(partition).get_link(summary_key(OWNER_ID))
         assert isinstance(held, Replica) and held.summary is None  # cleared
+        index = h.entities.partition(partition).get_link(FLAGGED_INDEX_KEY)
+        assert isinstance(index, FlaggedIndex) and not index.wallets
     assert provenance(h.score(NFT_B))["value"] == clean
 
 

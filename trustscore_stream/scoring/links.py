@@ -20,6 +20,9 @@ What each side keeps, in the partition's entity state (checkpointed with it):
     `SentReport`   key `sent:collection:…`  the last report sent for a collection
     `SentSummary`  key `sent:wallet:…`      digest, number and targets of the last summary sent
     `Replica`      key `summary:wallet:…`   the summary held for a wallet (None = cleared)
+    `FlaggedIndex` key `summary:flagged`    the wallets whose held summary flags owners, so
+                                            scoring an NFT asks for its chain's summaries
+                                            only when there is one (nearly never)
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from trustscore_stream.scoring.scores import collection_report
 from trustscore_stream.scoring.state import CollectionState, WalletState, summarize_wallet
 
 SUMMARY_PREFIX = "summary:"
+FLAGGED_INDEX_KEY = "summary:flagged"
 SENT_PREFIX = "sent:"
 # Health moves below this many points are not worth a report: creator_reputation averages
 # health over collections, so a sub-point change cannot move it by more than half a point.
@@ -80,7 +84,11 @@ class Replica(Struct, frozen=True, gc=False, tag="replica", tag_field="k"):
     summary: WalletSummary | None = None
 
 
-Linked = SentReport | SentSummary | Replica
+class FlaggedIndex(Struct, frozen=True, gc=False, tag="flagged_index", tag_field="k"):
+    wallets: frozenset[str] = frozenset()
+
+
+Linked = SentReport | SentSummary | Replica | FlaggedIndex
 
 _link_encoder = msgspec.json.Encoder()
 _links_decoder = msgspec.json.Decoder(list[Link])
@@ -201,6 +209,15 @@ def receive_summary(held: Replica | None, link: SummaryLink) -> Replica | None:
     if held is not None and held.n >= link.n:
         return None
     return Replica(link.wallet, link.n, link.summary)
+
+
+def reindex(index: FlaggedIndex | None, replica: Replica) -> FlaggedIndex | None:
+    """The flagged-wallet index after `replica` was stored; None if unchanged."""
+    wallets = index.wallets if index is not None else frozenset()
+    flagged = flags_owners(replica.summary)
+    if (replica.id in wallets) == flagged:
+        return None
+    return FlaggedIndex(wallets | {replica.id} if flagged else wallets - {replica.id})
 
 
 def replica_collections(*replicas: Replica | None) -> set[str]:
