@@ -289,6 +289,8 @@ class ScoringEngine:
         self.metrics.versions.inc(len(publications))
         outgoing, self._outgoing = self._outgoing, {}
         for target, links in outgoing.items():
+            for link in links:
+                self.metrics.links.labels(_kind(link), "sent").inc()
             for record in encode_links(links):
                 await self.output.send(self.topics.links, value=record, partition=target)
 
@@ -335,35 +337,37 @@ class ScoringEngine:
             unscored = self._unscored.setdefault(partition, {})
             for link in record.links:
                 if isinstance(link, ReportLink):
-                    self._receive_report(state_of, unscored, link)
+                    applied = self._receive_report(state_of, unscored, link)
                 else:
-                    self._receive_summary(partition, state_of, unscored, link)
+                    applied = self._receive_summary(partition, state_of, unscored, link)
+                self.metrics.links.labels(_kind(link), "applied" if applied else "repeat").inc()
             self._anchors[partition] = record.event
             self.pending_events += len(record.links)
 
     def _receive_report(
         self, state_of: PartitionState, unscored: dict[str, str], link: ReportLink
-    ) -> None:
+    ) -> bool:
         previous = state_of.get(link.wallet)
         wallet = previous.state if previous is not None else None
         assert wallet is None or isinstance(wallet, WalletState)
         updated = apply_report(wallet, link.wallet, link.report)
         if wallet is not None and updated.collections == wallet.collections:
-            return  # a repeat, or older than what the creator's record holds
+            return False  # a repeat, or older than what the creator's record holds
         state_of.put(
             link.wallet, Stored(updated, previous.published) if previous else Stored(updated)
         )
         unscored[link.wallet] = link.cause
+        return True
 
     def _receive_summary(
         self, partition: int, state_of: PartitionState, unscored: dict[str, str], link: SummaryLink
-    ) -> None:
+    ) -> bool:
         key = summary_key(link.wallet)
         found = state_of.get_link(key)
         held = found if isinstance(found, Replica) else None
         replica = receive_summary(held, link)
         if replica is None:
-            return
+            return False
         state_of.put_link(key, replica)
         index = state_of.get_link(FLAGGED_INDEX_KEY)
         reindexed = reindex(index if isinstance(index, FlaggedIndex) else None, replica)
@@ -383,6 +387,7 @@ class ScoringEngine:
                 state = stored.state if stored is not None else None
                 if isinstance(state, NftState) and link.wallet in chain_wallets(state):
                     unscored.setdefault(nft, link.cause)
+        return True
 
     async def checkpoint(self) -> None:
         """Publish, write changed state and dedup chunks, wait for every output."""
@@ -403,3 +408,7 @@ class ScoringEngine:
         self.pending_events = 0
         # The lanes acknowledge next; Faust flushes the producer before it commits offsets,
         # so everything queued above is durable before the input it covers is committed.
+
+
+def _kind(link: Link) -> str:
+    return "report" if isinstance(link, ReportLink) else "summary"
