@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 import msgspec
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import event_batches
 from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
@@ -49,17 +49,22 @@ class LinkStage:
     def register(self, app: faust.App) -> None:
         app.agent(self.topics.links, name="links", concurrency=1)(self.run)
 
+    async def decode(self, events: list[EventT[bytes]]) -> list[LinkRecord]:
+        """The link records of a take; a corrupt one is dead-lettered (internal topic)."""
+        records: list[LinkRecord] = []
+        for event in events:
+            try:
+                records.append(LinkRecord(event, decode_links(event.value)))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                await dead_letter_corrupt(
+                    self.topics, self.metrics, event, f"corrupt link record: {exc}"
+                )
+        return records
+
     async def run(self, stream: StreamT[Any]) -> None:
         inflight: deque[_Work] = deque()
         async for events in event_batches(stream, 16, self.settings.take_within_s):
-            records: list[LinkRecord] = []
-            for event in events:
-                try:
-                    records.append(LinkRecord(event, decode_links(event.value)))
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    await dead_letter_corrupt(
-                        self.topics, self.metrics, event, f"corrupt link record: {exc}"
-                    )
+            records = await self.decode(events)
             # Corrupt records are acknowledged with the rest, after the checkpoint.
             inflight.append(self.lanes.submit_links(lane_of(records), records, events, stream))
             while inflight and (inflight[0].done.done() or len(inflight) > MAX_INFLIGHT):
