@@ -30,7 +30,7 @@ from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
-from trustscore_stream.agents.scoring import LaneRecord
+from trustscore_stream.agents.scoring import LaneRecord, LinkRecord
 from trustscore_stream.events.classification import LANES, Lane
 from trustscore_stream.events.deadletter import rfc3339
 from trustscore_stream.events.retry import RetryEnvelope, backoff_delay
@@ -58,6 +58,8 @@ class Engine(Protocol):
 
     async def fold(self, records: Sequence[LaneRecord]) -> None: ...
 
+    async def fold_links(self, records: Sequence[LinkRecord]) -> None: ...
+
     async def publish(self) -> None: ...
 
     async def checkpoint(self) -> None: ...
@@ -69,6 +71,9 @@ class CountOnly:
     pending_events = 0
 
     async def fold(self, records: Sequence[LaneRecord]) -> None:
+        return None
+
+    async def fold_links(self, records: Sequence[LinkRecord]) -> None:
         return None
 
     async def publish(self) -> None:
@@ -89,6 +94,7 @@ class _Work:
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    links: list[LinkRecord] = field(default_factory=list)  # link work (agents/links.py)
 
     @property
     def size(self) -> int:
@@ -145,6 +151,18 @@ class LaneStage:
                     self.topics, self.metrics, event, f"corrupt lane record: {exc}"
                 )
         work = _Work(lane, records, stream=stream, events=events, generation=self._generation())
+        self.scheduler.push(lane, work, time.monotonic())
+        self._wakeup.set()
+        return work
+
+    def submit_links(
+        self, lane: Lane, links: list[LinkRecord], events: list[EventT[bytes]], stream: StreamT[Any]
+    ) -> _Work:
+        """Queue decoded link records like a lane batch: folded in priority order and
+        acknowledged after the checkpoint that covers them (agents/links.py)."""
+        work = _Work(
+            lane, [], stream=stream, events=events, generation=self._generation(), links=links
+        )
         self.scheduler.push(lane, work, time.monotonic())
         self._wakeup.set()
         return work
@@ -206,6 +224,9 @@ class LaneStage:
         self.metrics.checkpoint_seconds.labels("scoring").observe(time.perf_counter() - started)
 
     async def _handle(self, lane: Lane, work: _Work) -> None:
+        if work.links:
+            # Links have no peer to wait for: any failure is unexpected and not retried.
+            await self.engine.fold_links(work.links)
         now = time.time()
         for record in work.records:
             for item in record.items:

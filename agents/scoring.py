@@ -12,6 +12,13 @@ changed once per conflation window, and checkpoint (Kafka Streams / Quix style).
   per partition write the changed state buckets, the dedup chunk and the commit marker, in
   that order, into the same changelog partition (tables/entity_state.py). The lanes
   acknowledge the covered input only after that (agents/lanes.py).
+- `fold_links` (link records from `trustscore-wallet-links`, through the same lane processor
+  and checkpoints): a creator's collection report is applied to its wallet state; a wallet
+  summary is kept as a replica on this partition and its dependants here are marked
+  changed: the creator's collections (and so their watched NFTs) and, for a wallet that
+  flags owners, the watched NFTs whose ownership chain holds it. Every other NFT sees the
+  replica on read (`score_stored`). `publish` sends the links that its changes call for
+  (scoring/links.py): reports of changed collections, summaries of changed wallets.
 """
 
 from __future__ import annotations
@@ -34,13 +41,36 @@ from trustscore_stream.scoring import (
     NftState,
     ScoreResult,
     WalletState,
+    WalletSummary,
     apply,
+    apply_report,
+    chain_wallets,
+    creator_of,
     keys_for,
     score_collection,
     score_nft,
     score_wallet,
 )
 from trustscore_stream.scoring.history import HistoryRow, encode_history, history_row
+from trustscore_stream.scoring.links import (
+    FLAGGED_INDEX_KEY,
+    FlaggedIndex,
+    Link,
+    Replica,
+    ReportLink,
+    SentReport,
+    SentSummary,
+    SummaryLink,
+    encode_links,
+    flags_owners,
+    receive_summary,
+    reindex,
+    replica_collections,
+    report_to_send,
+    sent_key,
+    summary_key,
+    summary_to_send,
+)
 from trustscore_stream.scoring.publication import (
     Publication,
     Stored,
@@ -70,20 +100,57 @@ class LaneRecord:
         return int(self.event.message.partition)
 
 
+@dataclass
+class LinkRecord:
+    """One consumed `trustscore-wallet-links` record and the links it carries."""
+
+    event: EventT[bytes]
+    links: list[Link]
+
+    @property
+    def partition(self) -> int:
+        return int(self.event.message.partition)
+
+
 def collection_of(nft: str) -> str:
     return "collection:" + nft.split(":", 1)[1].rsplit(":", 1)[0]
 
 
+def replica_of(state_of: PartitionState, wallet: str | None) -> WalletSummary | None:
+    """The summary of `wallet` this partition holds (None: nothing to say, or never heard)."""
+    if wallet is None:
+        return None
+    held = state_of.get_link(summary_key(wallet))
+    return held.summary if isinstance(held, Replica) else None
+
+
+def chain_replicas(state_of: PartitionState, nft: NftState) -> dict[str, WalletSummary] | None:
+    """Summaries of the flagged wallets in an NFT's ownership chain (only those change its
+    score). The index keeps the common case, no flagged wallet at all, to one lookup."""
+    index = state_of.get_link(FLAGGED_INDEX_KEY)
+    if not isinstance(index, FlaggedIndex) or not index.wallets:
+        return None
+    found: dict[str, WalletSummary] = {}
+    for wallet in chain_wallets(nft):
+        if wallet in index.wallets:
+            summary = replica_of(state_of, wallet)
+            if summary is not None:
+                found[wallet] = summary
+    return found or None
+
+
 def score_stored(key: str, stored: Stored, state_of: PartitionState, now: datetime) -> ScoreResult:
-    """Score one entity from its state and, for an NFT, its collection's (same partition)."""
+    """Score one entity from its state and, for an NFT, its collection's (same partition),
+    with the creator's and the ownership chain's wallet summaries held on this partition."""
     state = stored.state
     if isinstance(state, NftState):
         coll = state_of.get(collection_of(key))
         coll_state = coll.state if coll is not None else None
         assert coll_state is None or isinstance(coll_state, CollectionState)
-        return score_nft(state, coll_state, None, now)
+        creator = replica_of(state_of, creator_of(state, coll_state))
+        return score_nft(state, coll_state, creator, now, wallets=chain_replicas(state_of, state))
     if isinstance(state, CollectionState):
-        return score_collection(state, None, now)
+        return score_collection(state, replica_of(state_of, creator_of(None, state)), now)
     assert isinstance(state, WalletState)
     return score_wallet(state, now)
 
@@ -125,6 +192,8 @@ class ScoringEngine:
         self._unscored: dict[int, dict[str, str]] = {}
         # partition -> one of its folded events, to write its changelog partition
         self._anchors: dict[int, EventT[bytes]] = {}
+        # target partition -> links the last publish called for (sent at its end)
+        self._outgoing: dict[int, list[Link]] = {}
         self.pending_events = 0
 
     def _check_generation(self) -> None:
@@ -134,6 +203,7 @@ class ScoringEngine:
             # state (the lanes drop its unacknowledged input, which is read again).
             self._unscored.clear()
             self._anchors.clear()
+            self._outgoing.clear()
             self.pending_events = 0
             self._seen_generation = generation
 
@@ -203,6 +273,7 @@ class ScoringEngine:
                 dependants += key in eager
             if rows:
                 history[partition] = rows
+            self._plan_links(state_of, changed, now)
         self._unscored.clear()
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
@@ -222,6 +293,107 @@ class ScoringEngine:
                 emitted += 1
         self.metrics.deltas.inc(emitted)
         self.metrics.versions.inc(len(publications))
+        outgoing, self._outgoing = self._outgoing, {}
+        for target, links in outgoing.items():
+            for link in links:
+                self.metrics.links.labels(_kind(link), "sent").inc()
+            for record in encode_links(links):
+                await self.output.send(self.topics.links, value=record, partition=target)
+
+    def _plan_links(self, state_of: PartitionState, changed: dict[str, str], now: datetime) -> None:
+        """Queue the reports of changed collections and the summaries of changed wallets that
+        say something new; remember what was sent with the partition's state."""
+        partitions = self.settings.partitions
+        now_ms = int(now.timestamp() * 1000)
+        for key, cause in changed.items():
+            stored = state_of.get(key)
+            if stored is None:
+                continue
+            state = stored.state
+            if isinstance(state, CollectionState):
+                last = state_of.get_link(sent_key(key))
+                sent = report_to_send(state, last if isinstance(last, SentReport) else None, now)
+                if sent is not None:
+                    state_of.put_link(sent_key(key), sent)
+                    target = partition_for(sent.wallet, partitions)
+                    link = ReportLink(sent.wallet, cause, sent.report)
+                    self._outgoing.setdefault(target, []).append(link)
+            elif isinstance(state, WalletState):
+                previous = state_of.get_link(sent_key(key))
+                planned = summary_to_send(
+                    state,
+                    previous if isinstance(previous, SentSummary) else None,
+                    now_ms,
+                    partitions,
+                    lambda c: partition_for(c, partitions),
+                    cause,
+                )
+                if planned is not None:
+                    memory, sends = planned
+                    state_of.put_link(sent_key(key), memory)
+                    for target, summary_link in sends:
+                        self._outgoing.setdefault(target, []).append(summary_link)
+
+    async def fold_links(self, records: Sequence[LinkRecord]) -> None:
+        """Apply link records (idempotent: reports by report time, summaries by number)."""
+        self._check_generation()
+        for record in records:
+            partition = record.partition
+            state_of = self.entities.partition(partition)
+            unscored = self._unscored.setdefault(partition, {})
+            for link in record.links:
+                if isinstance(link, ReportLink):
+                    applied = self._receive_report(state_of, unscored, link)
+                else:
+                    applied = self._receive_summary(partition, state_of, unscored, link)
+                self.metrics.links.labels(_kind(link), "applied" if applied else "repeat").inc()
+            self._anchors[partition] = record.event
+            self.pending_events += len(record.links)
+
+    def _receive_report(
+        self, state_of: PartitionState, unscored: dict[str, str], link: ReportLink
+    ) -> bool:
+        previous = state_of.get(link.wallet)
+        wallet = previous.state if previous is not None else None
+        assert wallet is None or isinstance(wallet, WalletState)
+        updated = apply_report(wallet, link.wallet, link.report)
+        if wallet is not None and updated.collections == wallet.collections:
+            return False  # a repeat, or older than what the creator's record holds
+        state_of.put(
+            link.wallet, Stored(updated, previous.published) if previous else Stored(updated)
+        )
+        unscored[link.wallet] = link.cause
+        return True
+
+    def _receive_summary(
+        self, partition: int, state_of: PartitionState, unscored: dict[str, str], link: SummaryLink
+    ) -> bool:
+        key = summary_key(link.wallet)
+        found = state_of.get_link(key)
+        held = found if isinstance(found, Replica) else None
+        replica = receive_summary(held, link)
+        if replica is None:
+            return False
+        state_of.put_link(key, replica)
+        index = state_of.get_link(FLAGGED_INDEX_KEY)
+        reindexed = reindex(index if isinstance(index, FlaggedIndex) else None, replica)
+        if reindexed is not None:
+            state_of.put_link(FLAGGED_INDEX_KEY, reindexed)
+        # The creator's collections here (and, through publish, their watched NFTs).
+        partitions = self.settings.partitions
+        for collection in replica_collections(held, replica):
+            if partition_for(collection, partitions) == partition and state_of.get(collection):
+                unscored.setdefault(collection, link.cause)
+        was_flagging = held is not None and flags_owners(held.summary)
+        if (was_flagging or flags_owners(replica.summary)) and self.watched is not None:
+            for nft in self.watched.watched_nfts():
+                if partition_for(collection_of(nft), partitions) != partition:
+                    continue
+                stored = state_of.get(nft)
+                state = stored.state if stored is not None else None
+                if isinstance(state, NftState) and link.wallet in chain_wallets(state):
+                    unscored.setdefault(nft, link.cause)
+        return True
 
     async def checkpoint(self) -> None:
         """Publish, write changed state and dedup chunks, wait for every output."""
@@ -242,3 +414,7 @@ class ScoringEngine:
         self.pending_events = 0
         # The lanes acknowledge next; Faust flushes the producer before it commits offsets,
         # so everything queued above is durable before the input it covers is committed.
+
+
+def _kind(link: Link) -> str:
+    return "report" if isinstance(link, ReportLink) else "summary"

@@ -15,6 +15,10 @@ checkpoint. A bucket newer than the marker is rolled back on load and rewritten 
 checkpoint, so state is always exactly that of a complete checkpoint; the input after it
 was not acknowledged and is read again.
 
+Link records (scoring/links.py: replicated wallet summaries, what was last sent) share the
+buckets, so they are written atomically with the entity state that caused them; they have
+their own accessors (`get_link` / `put_link`) and never appear as `Stored`.
+
 Encoded entities are kept as they came from the table (`msgspec.Raw`) and decoded on first
 use, so a checkpoint re-encodes only the entities that changed.
 """
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
+from trustscore_stream.scoring.links import Linked
 from trustscore_stream.scoring.publication import Stored
 
 STATE_PREFIX = "s"
@@ -43,6 +48,7 @@ _bucket_encoder = msgspec.json.Encoder()
 _bucket_decoder = msgspec.json.Decoder(Bucket)
 _stored_encoder = msgspec.json.Encoder()
 _stored_decoder = msgspec.json.Decoder(Stored)
+_linked_decoder: msgspec.json.Decoder[Linked] = msgspec.json.Decoder(Linked)  # type: ignore[arg-type]
 
 
 def bucket_of(key: str, buckets: int) -> int:
@@ -76,6 +82,7 @@ class PartitionState:
         self._read = read
         self._loaded: dict[int, _Loaded] = {}
         self._objects: dict[str, Stored] = {}  # decoded, including every dirty entity
+        self._links: dict[str, Linked] = {}  # decoded link records, including every dirty one
         marker = read(commit_key(partition))
         self.committed = int(marker) if marker is not None else 0
         self.seq = self.committed
@@ -129,6 +136,24 @@ class PartitionState:
             loaded.dirty.add(key)
         self._objects[key] = stored
 
+    def get_link(self, key: str) -> Linked | None:
+        found = self._links.get(key)
+        if found is not None:
+            return found
+        raw = self._bucket(key).raw.get(key)
+        if raw is None:
+            return None
+        linked = _linked_decoder.decode(raw)
+        self._links[key] = linked
+        return linked
+
+    def put_link(self, key: str, linked: Linked) -> None:
+        loaded = self._bucket(key)
+        if key not in loaded.dirty:
+            loaded.undo[key] = loaded.raw.get(key)
+            loaded.dirty.add(key)
+        self._links[key] = linked
+
     def dirty_keys(self) -> Iterator[str]:
         for loaded in self._loaded.values():
             yield from loaded.dirty
@@ -145,6 +170,10 @@ class PartitionState:
                 stored = self._objects.get(key)
                 if stored is not None:
                     loaded.raw[key] = msgspec.Raw(_stored_encoder.encode(stored))
+                    continue
+                linked = self._links.get(key)
+                if linked is not None:
+                    loaded.raw[key] = msgspec.Raw(_stored_encoder.encode(linked))
             undo = {k: v for k, v in loaded.undo.items() if v is not None}
             created = [k for k, v in loaded.undo.items() if v is None]
             value = _bucket_encoder.encode(Bucket(seq, loaded.raw, undo, created))
@@ -161,7 +190,8 @@ class PartitionState:
 
     def trim(self, max_objects: int) -> None:
         """Forget decoded clean entities beyond `max_objects` (they stay encoded)."""
-        if len(self._objects) <= max_objects:
+        if len(self._objects) + len(self._links) <= max_objects:
             return
         dirty = set(self.dirty_keys())
         self._objects = {k: v for k, v in self._objects.items() if k in dirty}
+        self._links = {k: v for k, v in self._links.items() if k in dirty}

@@ -10,7 +10,7 @@ partition). In memory: collection id -> watched NFT ids, rebuilt after each reba
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import faust
 from faust.types import TableT
@@ -52,6 +52,12 @@ class WatchIndex:
         """Watched NFTs of a collection (on this worker's partitions)."""
         self._reload_if_rebalanced()
         return self._nfts.get(collection, set())
+
+    def watched_nfts(self) -> Iterator[str]:
+        """Every watched NFT on this worker's partitions (a flagged wallet's dependants)."""
+        self._reload_if_rebalanced()
+        for nfts in self._nfts.values():
+            yield from nfts
 
     def change(self, entity: str, watchers: int) -> int:
         """Apply a watcher delta (call while an event of the entity's partition is current)."""

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from trustscore_stream.agents.history import HistoryStage
 from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
+from trustscore_stream.agents.links import LinkStage
 from trustscore_stream.agents.route import RouteStage
 from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         lanes.register(app)
         history.register(app)
         WatchStage(settings, topics, watched).register(app)
+        LinkStage(settings, topics, metrics, lanes).register(app)
     runtime = Runtime(
         settings, topics, metrics, dedup, ingest, route, lanes, scoring, history, entities, engine
     )

@@ -111,6 +111,13 @@ class Metrics:
             "Watched NFTs rescored because their collection changed",
             registry=r,
         )
+        self.links = Counter(
+            "trustscore_links_total",
+            "Cross-partition links: collection reports and wallet summaries sent, applied, "
+            "or ignored as repeats",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.db_failures = Counter(
             "trustscore_db_write_failures_total",
             "Database writes that failed (the batch is retried)",

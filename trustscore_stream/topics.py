@@ -24,6 +24,7 @@ DELTAS = "trustscore-deltas"
 NOTIFICATIONS = "trustscore-notifications"
 WATCH = "trustscore-watch"
 HISTORY = "trustscore-score-history"
+LINKS = "trustscore-wallet-links"
 
 
 def lane_topic_name(lane: Lane) -> str:
@@ -41,6 +42,7 @@ class Topics:
     notifications: faust.TopicT  # CONTRACT §6
     watch: faust.TopicT  # watcher count changes, on the entity's partition
     history: faust.TopicT  # published score versions on their way to the database
+    links: faust.TopicT  # collection reports and wallet summaries between partitions
 
     def all(self) -> list[faust.TopicT]:
         return [
@@ -53,6 +55,7 @@ class Topics:
             self.notifications,
             self.watch,
             self.history,
+            self.links,
         ]
 
 
@@ -81,11 +84,13 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         notifications=topic(NOTIFICATIONS, raw=False),
         watch=topic(WATCH),
         history=topic(HISTORY),
+        links=topic(LINKS),
     )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the app, for creation before any producer or worker touches them."""
     names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH, HISTORY]
+    names += [LINKS]
     names += [lane_topic_name(lane) for lane in LANES]
     return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]

@@ -10,7 +10,7 @@ FORBIDDEN = ("faust", "mode", "aiohttp", "aiokafka", "sqlalchemy", "asyncio", "r
 
 def test_scoring_imports_no_io_or_async() -> None:
     code = (
-        "import sys, trustscore_stream.scoring\n"
+        "import sys, trustscore_stream.scoring, trustscore_stream.scoring.links\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
         "print(','.join(bad))\n"
     )

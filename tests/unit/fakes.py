@@ -18,6 +18,7 @@ class Topic:
 class Topics:
     history: Topic = field(default_factory=Topic)
     deltas: Topic = field(default_factory=Topic)
+    links: Topic = field(default_factory=Topic)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from trustscore_stream.events.routed import routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.scoring import CollectionState, NftState, apply
 from trustscore_stream.scoring.history import decode_history
+from trustscore_stream.scoring.links import Linked
 from trustscore_stream.scoring.publication import Stored
 from trustscore_stream.settings import load_settings
 
@@ -48,6 +49,7 @@ class Partition:
             self.records[key] = Stored(msgspec.structs.replace(template, id=key))
         self.reads = 0
         self.puts: set[str] = set()
+        self.links: dict[str, Linked] = {}
 
     def get(self, key: str) -> Stored | None:
         self.reads += 1
@@ -56,6 +58,13 @@ class Partition:
     def put(self, key: str, stored: Stored) -> None:
         self.records[key] = stored
         self.puts.add(key)
+
+    def get_link(self, key: str) -> Linked | None:
+        self.reads += 1
+        return self.links.get(key)
+
+    def put_link(self, key: str, linked: Linked) -> None:
+        self.links[key] = linked
 
     def holds(self, key: str, source: str, offset: int) -> bool:
         return False

@@ -59,7 +59,9 @@ def _read_time(now: datetime) -> int:
 
 
 def _chain(entity: str) -> str:
-    return parse_entity_id(entity).chain
+    # State ids are normalised when their events are decoded: the second field is the chain.
+    # A split, not parse_entity_id, since every NFT score asks for its creator's wallet id.
+    return entity.split(":", 2)[1]
 
 
 def _address(wallet_key: str | None) -> str:
