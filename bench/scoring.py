@@ -234,7 +234,8 @@ async def run_faust(
     )
     env.pop("TRUSTSCORE_STAGES", None)  # the full pipeline: every stage in one worker
     log = tmp / "logs" / f"{prefix}{mode}-{shape}.log"
-    worker = WorkerProcess(env, log_path=log, loglevel="warn", loop=LOOP)
+    checkout = Path((variant or {}).get("PYTHONPATH", ROOT))
+    worker = WorkerProcess(env, log_path=log, loglevel="warn", loop=LOOP, cwd=checkout)
     if not pipeline:
         worker.start = _baseline_start(worker)  # type: ignore[method-assign]
     worker.start()

@@ -52,6 +52,9 @@ class WorkerProcess:
     log_path: Path
     loglevel: str = "info"
     loop: str = "uvloop"  # libuv event loop: less asyncio overhead per record
+    # `python -m` puts the working directory first on sys.path: a checkout run from here
+    # imports its own code (the benchmarks run other checkouts side by side this way).
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
 
@@ -77,6 +80,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 command,
                 env=self.env,
+                cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
