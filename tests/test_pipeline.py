@@ -4,12 +4,15 @@ what lands on the lanes and in the DLQ, record by record."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
 import orjson
 import pytest
 
 from tests.stack import CONTRACT, Stack, fraud, sale, scrape, social
+from trustscore_stream.topics_admin import committed_offsets, end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +81,33 @@ async def test_valid_invalid_and_duplicate_events(stack: Stack) -> None:
     assert metrics["trustscore_duplicates_dropped_total"] == 2
     assert metrics['trustscore_lane_events_processed_total{lane="normal"}'] == 3
     assert metrics['trustscore_lane_events_processed_total{lane="critical"}'] == 1
+
+
+async def test_ingest_commits_what_it_delivered(stack: Stack) -> None:
+    """The input topic's consumer commits a take only after its output is delivered, so
+    once the worker is idle the ingest group's commits equal the input's end offsets, and a
+    restarted worker ingests nothing again."""
+    first = stack.start_worker("w1")
+    await first.wait_ready()
+    await stack.produce([sale(f"c{i}", token=i) for i in range(40)] + [b"not json"])
+    await stack.lane_events(until=40)
+    topic = stack.topic("trustscore-events")
+    # Records were produced one per request: the broker's end offsets are exact.
+    ends = await end_offsets(stack.broker.bootstrap, topic)
+    expected = {p: (end or None) for p, end in ends.items()}  # never committed where empty
+    assert sum(ends.values()) == 41
+    group = f"{stack.app_id}-ingest"
+    deadline = time.monotonic() + 20
+    committed = await committed_offsets(stack.broker.bootstrap, group, topic, ends)
+    while committed != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        committed = await committed_offsets(stack.broker.bootstrap, group, topic, ends)
+    assert committed == expected
+    received = scrape(first)['trustscore_records_received_total{shape="single"}']
+    assert received == 41
+    first.stop()
+    second = stack.start_worker("w2")
+    await second.wait_ready()
+    await stack.produce([sale("c40", token=40)])
+    await stack.lane_events(until=41)
+    assert scrape(second)['trustscore_records_received_total{shape="single"}'] == 1
