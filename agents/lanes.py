@@ -29,7 +29,7 @@ import msgspec
 from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
-from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
+from trustscore_stream.agents.corrupt_records import dead_letter_corrupt, decode_take
 from trustscore_stream.agents.scoring import LaneRecord, LinkRecord
 from trustscore_stream.events.classification import LANES, Lane
 from trustscore_stream.events.deadletter import rfc3339
@@ -142,14 +142,8 @@ class LaneStage:
         self, lane: Lane, events: list[EventT[bytes]], stream: StreamT[Any] | None = None
     ) -> _Work:
         """Queue a lane batch; its `done` resolves once a checkpoint covers it."""
-        records: list[LaneRecord] = []
-        for event in events:
-            try:
-                records.append(LaneRecord(event, decode_batch(event.value)))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await dead_letter_corrupt(
-                    self.topics, self.metrics, event, f"corrupt lane record: {exc}"
-                )
+        decoded = await decode_take(self.topics, self.metrics, events, decode_batch, "lane")
+        records = [LaneRecord(event, items) for event, items in decoded]
         work = _Work(lane, records, stream=stream, events=events, generation=self._generation())
         self.scheduler.push(lane, work, time.monotonic())
         self._wakeup.set()

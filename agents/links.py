@@ -14,11 +14,10 @@ from collections import deque
 from typing import Any
 
 import faust
-import msgspec
 from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import event_batches
-from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
+from trustscore_stream.agents.corrupt_records import decode_take
 from trustscore_stream.agents.lanes import MAX_INFLIGHT, LaneStage, _Work
 from trustscore_stream.agents.scoring import LinkRecord
 from trustscore_stream.events.classification import Lane
@@ -51,15 +50,8 @@ class LinkStage:
 
     async def decode(self, events: list[EventT[bytes]]) -> list[LinkRecord]:
         """The link records of a take; a corrupt one is dead-lettered (internal topic)."""
-        records: list[LinkRecord] = []
-        for event in events:
-            try:
-                records.append(LinkRecord(event, decode_links(event.value)))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                await dead_letter_corrupt(
-                    self.topics, self.metrics, event, f"corrupt link record: {exc}"
-                )
-        return records
+        decoded = await decode_take(self.topics, self.metrics, events, decode_links, "link")
+        return [LinkRecord(event, links) for event, links in decoded]
 
     async def run(self, stream: StreamT[Any]) -> None:
         inflight: deque[_Work] = deque()

@@ -19,6 +19,7 @@ class Topics:
     history: Topic = field(default_factory=Topic)
     deltas: Topic = field(default_factory=Topic)
     links: Topic = field(default_factory=Topic)
+    dlq: Topic = field(default_factory=Topic)
 
 
 @dataclass
@@ -31,3 +32,4 @@ class Message:
 @dataclass
 class Event:
     message: Message
+    value: bytes = b""

@@ -5,9 +5,9 @@ reaches the engine's `fold_links` and is covered by the next checkpoint."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from tests.unit.fakes import Event, Message, Topics
 from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.links import LinkStage, lane_of
 from trustscore_stream.agents.scoring import LaneRecord, LinkRecord
@@ -22,32 +22,6 @@ REPORT = ReportLink(WALLET, "ev-1", CollectionReport("collection:eth:0x" + "01" 
 FLAGGING = SummaryLink(
     WALLET, 2, "ev-2", WalletSummary(WALLET, {"phishing": FindingRecord(2, 0.9, 1, "ev-2")})
 )
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class Event:
-    message: Message
-    value: bytes
-
-
-@dataclass
-class Topic:
-    sent: list[dict[str, Any]] = field(default_factory=list)
-
-    async def send(self, **kwargs: Any) -> None:
-        self.sent.append(kwargs)
-
-
-@dataclass
-class Topics:
-    dlq: Topic = field(default_factory=Topic)
 
 
 class Recording:
