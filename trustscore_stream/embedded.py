@@ -460,6 +460,13 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
             proc.send_signal(sig)
 
 
+def _name(proc: subprocess.Popen[bytes]) -> str:
+    """The program a child runs, for log lines (brokers and workers share _terminate)."""
+    args = proc.args
+    first = args[0] if isinstance(args, list | tuple) and args else args
+    return Path(str(first)).name
+
+
 def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
     if proc.poll() is not None:
         return  # already exited and reaped: its pid may be reused, so signal nothing
@@ -468,6 +475,6 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait(timeout)
         return
     except subprocess.TimeoutExpired:
-        log.warning("embedded broker pid %d ignored SIGTERM; sending SIGKILL", proc.pid)
+        log.warning("pid %d (%s) ignored SIGTERM; sending SIGKILL", proc.pid, _name(proc))
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
