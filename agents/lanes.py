@@ -101,6 +101,19 @@ class _Work:
         return sum(len(r.items) for r in self.records)
 
 
+class InFlight:
+    """The batches an agent has queued but not yet seen checkpointed: at most MAX_INFLIGHT
+    (backpressure on the agent's reading)."""
+
+    def __init__(self) -> None:
+        self._waiting: deque[_Work] = deque()
+
+    async def add(self, work: _Work) -> None:
+        self._waiting.append(work)
+        while self._waiting and (self._waiting[0].done.done() or len(self._waiting) > MAX_INFLIGHT):
+            await self._waiting.popleft().done
+
+
 class LaneStage:
     def __init__(
         self,
@@ -129,11 +142,9 @@ class LaneStage:
 
     def _lane_agent(self, lane: Lane) -> Callable[[StreamT[Any]], Awaitable[None]]:
         async def run(stream: StreamT[Any]) -> None:
-            inflight: deque[_Work] = deque()
+            inflight = InFlight()
             async for events in event_batches(stream, 16, self.settings.take_within_s):
-                inflight.append(await self.submit(lane, events, stream))
-                while inflight and (inflight[0].done.done() or len(inflight) > MAX_INFLIGHT):
-                    await inflight.popleft().done
+                await inflight.add(await self.submit(lane, events, stream))
 
         run.__name__ = f"lane_{lane}"
         return run

@@ -10,7 +10,6 @@ carries a summary that flags owners (a fraud finding spreading), `normal` otherw
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any
 
 import faust
@@ -18,7 +17,7 @@ from faust.types import EventT, StreamT
 
 from trustscore_stream.agents.batches import event_batches
 from trustscore_stream.agents.corrupt_records import decode_take
-from trustscore_stream.agents.lanes import MAX_INFLIGHT, LaneStage, _Work
+from trustscore_stream.agents.lanes import InFlight, LaneStage
 from trustscore_stream.agents.scoring import LinkRecord
 from trustscore_stream.events.classification import Lane
 from trustscore_stream.metrics import Metrics
@@ -54,10 +53,8 @@ class LinkStage:
         return [LinkRecord(event, links) for event, links in decoded]
 
     async def run(self, stream: StreamT[Any]) -> None:
-        inflight: deque[_Work] = deque()
+        inflight = InFlight()
         async for events in event_batches(stream, 16, self.settings.take_within_s):
             records = await self.decode(events)
             # Corrupt records are acknowledged with the rest, after the checkpoint.
-            inflight.append(self.lanes.submit_links(lane_of(records), records, events, stream))
-            while inflight and (inflight[0].done.done() or len(inflight) > MAX_INFLIGHT):
-                await inflight.popleft().done
+            await inflight.add(self.lanes.submit_links(lane_of(records), records, events, stream))
