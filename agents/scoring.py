@@ -194,6 +194,8 @@ class ScoringEngine:
         self._anchors: dict[int, EventT[bytes]] = {}
         # target partition -> links the last publish called for (sent at its end)
         self._outgoing: dict[int, list[Link]] = {}
+        # partition -> entities a received summary marked changed (dependants, for metrics)
+        self._linked: dict[int, set[str]] = {}
         self.pending_events = 0
 
     def _check_generation(self) -> None:
@@ -204,6 +206,7 @@ class ScoringEngine:
             self._unscored.clear()
             self._anchors.clear()
             self._outgoing.clear()
+            self._linked.clear()
             self.pending_events = 0
             self._seen_generation = generation
 
@@ -250,6 +253,7 @@ class ScoringEngine:
         dependants = 0
         for partition, changed in self._unscored.items():
             state_of = self.entities.partition(partition)
+            linked = self._linked.get(partition, set())
             eager: dict[str, str] = {}
             if self.watched is not None:
                 for key in [k for k in changed if k.startswith("collection:")]:
@@ -270,11 +274,12 @@ class ScoringEngine:
                 state_of.put(key, Stored(stored.state, published))
                 publications.append(publication)
                 rows.append(history_row(publication))
-                dependants += key in eager
+                dependants += key in eager or key in linked
             if rows:
                 history[partition] = rows
             self._plan_links(state_of, changed, now)
         self._unscored.clear()
+        self._linked.clear()
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
             for record in encode_history(rows):
@@ -381,9 +386,11 @@ class ScoringEngine:
             state_of.put_link(FLAGGED_INDEX_KEY, reindexed)
         # The creator's collections here (and, through publish, their watched NFTs).
         partitions = self.settings.partitions
+        dependants = self._linked.setdefault(partition, set())
         for collection in replica_collections(held, replica):
             if partition_for(collection, partitions) == partition and state_of.get(collection):
                 unscored.setdefault(collection, link.cause)
+                dependants.add(collection)
         was_flagging = held is not None and flags_owners(held.summary)
         if (was_flagging or flags_owners(replica.summary)) and self.watched is not None:
             for nft in self.watched.watched_nfts():
@@ -393,6 +400,7 @@ class ScoringEngine:
                 state = stored.state if stored is not None else None
                 if isinstance(state, NftState) and link.wallet in chain_wallets(state):
                     unscored.setdefault(nft, link.cause)
+                    dependants.add(nft)
         return True
 
     async def checkpoint(self) -> None:

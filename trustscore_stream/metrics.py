@@ -108,7 +108,8 @@ class Metrics:
         )
         self.dependants_rescored = Counter(
             "trustscore_dependants_rescored_total",
-            "Watched NFTs rescored because their collection changed",
+            "Entities given a new score version because state they depend on changed: watched "
+            "NFTs of a changed collection, and what a received creator or wallet summary concerns",
             registry=r,
         )
         self.links = Counter(

@@ -108,10 +108,11 @@ class Harness:
             commit_prefix=COMMIT_PREFIX,
         )
         self.topics = Topics()
+        self.metrics = Metrics()
         self.engine = ScoringEngine(
             SETTINGS,
             self.topics,  # type: ignore[arg-type]
-            Metrics(),
+            self.metrics,
             self.entities,
             dedup,
             Watched(),  # type: ignore[arg-type]
@@ -156,6 +157,9 @@ class Harness:
         assert found is not None, entity
         return found[1].to_contract()
 
+    def dependants(self) -> float:
+        return float(self.metrics.dependants_rescored._value.get())
+
     def history_entities(self) -> list[str]:
         return [r.entity for m in self.topics.history.sent for r in decode_history(m["value"])]
 
@@ -196,6 +200,7 @@ async def test_critical_finding_on_a_lowers_creator_reputation_of_b_eagerly_for_
     h = await setup()
     before_coll, before_nft = h.score(COLL_B), h.score(NFT_B)
     rows_before = len(h.history_entities())
+    dependants_before = h.dependants()
     await h.fold(finding("rug-a", COLL_A, "critical"))
     assert await h.deliver() >= 2  # report to the creator, summary back to A and B
     after_coll, after_nft = h.score(COLL_B), h.score(NFT_B)
@@ -205,6 +210,9 @@ async def test_critical_finding_on_a_lowers_creator_reputation_of_b_eagerly_for_
     # B and its watched NFT were republished (eagerly); B's unwatched NFTs only on read.
     republished = h.history_entities()[rows_before:]
     assert COLL_B in republished and NFT_B in republished
+    # Rescored as dependants: A and B (the creator's collections, marked by its summary)
+    # and B's watched NFT.
+    assert h.dependants() - dependants_before == 3
     rows = [r for m in h.topics.history.sent for r in decode_history(m["value"])]
     assert [r.cause_event_id for r in rows if r.entity == NFT_B][-1] == "rug-a"
 
