@@ -210,9 +210,9 @@ async def test_critical_finding_on_a_lowers_creator_reputation_of_b_eagerly_for_
     # B and its watched NFT were republished (eagerly); B's unwatched NFTs only on read.
     republished = h.history_entities()[rows_before:]
     assert COLL_B in republished and NFT_B in republished
-    # Rescored as dependants: A and B (the creator's collections, marked by its summary)
-    # and B's watched NFT.
-    assert h.dependants() - dependants_before == 3
+    # New versions as dependants: B (marked by the creator's summary) and B's watched NFT.
+    # A's own report is left out of A's creator_reputation, so A gets no new version from it.
+    assert h.dependants() - dependants_before == 2
     rows = [r for m in h.topics.history.sent for r in decode_history(m["value"])]
     assert [r.cause_event_id for r in rows if r.entity == NFT_B][-1] == "rug-a"
 
