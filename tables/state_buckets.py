@@ -129,11 +129,15 @@ class PartitionState:
         self._objects[key] = stored
         return stored
 
-    def put(self, key: str, stored: Stored) -> None:
+    def _mark_dirty(self, key: str) -> None:
+        """Remember `key`'s committed value (undo) the first time a checkpoint changes it."""
         loaded = self._bucket(key)
         if key not in loaded.dirty:
             loaded.undo[key] = loaded.raw.get(key)
             loaded.dirty.add(key)
+
+    def put(self, key: str, stored: Stored) -> None:
+        self._mark_dirty(key)
         self._objects[key] = stored
 
     def get_link(self, key: str) -> Linked | None:
@@ -148,10 +152,7 @@ class PartitionState:
         return linked
 
     def put_link(self, key: str, linked: Linked) -> None:
-        loaded = self._bucket(key)
-        if key not in loaded.dirty:
-            loaded.undo[key] = loaded.raw.get(key)
-            loaded.dirty.add(key)
+        self._mark_dirty(key)
         self._links[key] = linked
 
     def dirty_keys(self) -> Iterator[str]:
