@@ -36,7 +36,7 @@ from trustscore_stream.events.deadletter import dead_letter
 from trustscore_stream.events.decoding import DecodedRecord, Rejection, decode_record
 from trustscore_stream.events.routed import Routed, encode_batches, routed
 from trustscore_stream.metrics import Metrics
-from trustscore_stream.output import Output
+from trustscore_stream.output import BatchingOutput
 from trustscore_stream.partitioning import partition_for
 from trustscore_stream.settings import Settings
 from trustscore_stream.topics import Topics
@@ -61,17 +61,19 @@ class InputRecord(Protocol):
 
 
 class IngestStage:
-    def __init__(self, settings: Settings, topics: Topics, metrics: Metrics, output: Output):
-        """`output`: a producer of the stage's own (`BatchingOutput`, started with the app),
-        so flushing it waits for this stage's records only."""
+    def __init__(
+        self, settings: Settings, topics: Topics, metrics: Metrics, output: BatchingOutput
+    ):
+        """`output`: a producer of the stage's own, started with the stage, so flushing it
+        waits for this stage's records only (scoring's checkpoint flushes its own)."""
         self.settings = settings
         self.topics = topics
         self.metrics = metrics
         self.output = output
 
     def register(self, app: faust.App) -> None:
-        consumer = IngestConsumer(self, crash=app.crash)
-        app.service(consumer)  # type: ignore[arg-type]  # Faust takes instances too
+        app.service(self.output)  # type: ignore[arg-type]  # Faust takes instances too
+        app.service(IngestConsumer(self, crash=app.crash))  # type: ignore[arg-type]
 
     def _decode(self, record: InputRecord) -> DecodedRecord:
         raw = record.value if isinstance(record.value, bytes) else b""
@@ -190,7 +192,9 @@ class IngestConsumer(Service):
             while not self.should_stop:
                 generation = self._revocations.generation
                 takes = await consumer.getmany(timeout_ms=timeout_ms, max_records=settings.take_max)
-                records = [r for tp in sorted(takes, key=_order) for r in takes[tp]]
+                # Each partition's records in offset order; the order across partitions does
+                # not matter, since the stage regroups events by their own partition.
+                records = [r for part in takes.values() for r in part]
                 if not records:
                     continue
                 await self.stage.process(records)
@@ -213,7 +217,3 @@ class IngestConsumer(Service):
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             log.warning("ingest offsets not committed (%s); they are read again", exc)
-
-
-def _order(tp: TopicPartition) -> int:
-    return int(tp.partition)

@@ -111,11 +111,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     dedup_table = declare_dedup_table(app, settings)
     dedup = DedupStore(dedup_table, settings, generation=lambda: app.consumer_generation_id)
     metrics.dedup_ids.set_function(dedup.size)
-    # Ingest flushes its own producer before it commits a take: not shared with scoring,
-    # whose checkpoint flush must wait for its own records.
-    ingest_output = BatchingOutput(settings.broker_url)
-    app.service(ingest_output)  # type: ignore[arg-type]  # Faust takes instances too
-    ingest = IngestStage(settings, topics, metrics, ingest_output)
+    ingest = IngestStage(settings, topics, metrics, BatchingOutput(settings.broker_url))
     route = RouteStage(settings, topics, dedup, metrics)
     engine = create_engine_for(settings.effective_database_url)
     generation = lambda: int(app.consumer_generation_id)  # noqa: E731

@@ -90,7 +90,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the app, for creation before any producer or worker touches them."""
-    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH, HISTORY]
-    names += [LINKS]
+    names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH, HISTORY, LINKS]
     names += [lane_topic_name(lane) for lane in LANES]
     return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]
