@@ -148,7 +148,19 @@ def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
     if not out:
         return None
     py_spy = str(Path(sys.executable).parent / "py-spy")
-    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "-o", out, "--rate", "200", "--threads"]
+    command = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "-o",
+        out,
+        "--rate",
+        "200",
+        "--threads",
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -96,6 +96,14 @@ class Metrics:
             "Entity changes merged into a change already waiting in the conflation window",
             registry=r,
         )
+        self.publishes = Counter(
+            "trustscore_scoring_publishes_total",
+            "Scoring publishes (changed entities scored, versions and deltas sent), by what "
+            "ended the conflation window: window (caught up), backlog_max (input was waiting, "
+            "the window stretched to its maximum) or checkpoint",
+            ["trigger"],
+            registry=r,
+        )
         self.checkpoints = Counter(
             "trustscore_checkpoints_total",
             "Scoring checkpoints (state written, input acknowledged)",

@@ -56,10 +56,13 @@ class Settings:
     significance: float = 0.5
     # Scoring state is checkpointed (written, then its input acknowledged) this often, or
     # after this many events, whichever comes first; changed entities are scored and their
-    # deltas published once per conflation window (a burst becomes one delta).
+    # deltas published once per conflation window (a burst becomes one delta). While input
+    # is already waiting on the lane topics (a backlog), the window stretches up to
+    # `conflation_max_s`: the engine catches up instead of scoring every 250 ms.
     checkpoint_interval_s: float = 5.0
     checkpoint_max_events: int = 50_000
     conflation_window_s: float = 0.25
+    conflation_max_s: float = 5.0
     # Entity-state table records per partition (tables/state_buckets.py): more buckets mean
     # smaller records and more of them per checkpoint. Fixed for the life of the state.
     state_buckets: int = 32
@@ -175,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         checkpoint_interval_s=env_float(env, "TRUSTSCORE_CHECKPOINT_INTERVAL", 5.0),
         checkpoint_max_events=_int(env, "TRUSTSCORE_CHECKPOINT_MAX_EVENTS", 50_000, 1),
         conflation_window_s=env_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
+        conflation_max_s=env_float(env, "TRUSTSCORE_CONFLATION_MAX", 5.0),
         state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=env_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),

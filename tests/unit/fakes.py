@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from faust.types import TP
+
 
 @dataclass
 class Topic:
@@ -27,6 +29,10 @@ class Message:
     topic: str
     partition: int
     offset: int
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
 
 
 @dataclass
