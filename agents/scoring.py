@@ -224,13 +224,15 @@ class ScoringEngine:
                     self.metrics.duplicates.inc()
                     continue
                 event = item.envelope
+                found: dict[str, Stored] = {}
                 current = {}
                 for key in keys_for(event):
                     stored = state_of.get(key)
                     if stored is not None:
+                        found[key] = stored
                         current[key] = stored.state
                 for key, state in apply(current, event).items():
-                    previous = state_of.get(key)
+                    previous = found.get(key)
                     if previous is None:
                         state_of.put(key, Stored(state))
                     else:

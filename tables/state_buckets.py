@@ -83,6 +83,7 @@ class PartitionState:
         self._loaded: dict[int, _Loaded] = {}
         self._objects: dict[str, Stored] = {}  # decoded, including every dirty entity
         self._links: dict[str, Linked] = {}  # decoded link records, including every dirty one
+        self._dirty: set[str] = set()  # every bucket's dirty keys (a put skips the bucket hash)
         marker = read(commit_key(partition))
         self.committed = int(marker) if marker is not None else 0
         self.seq = self.committed
@@ -103,10 +104,12 @@ class PartitionState:
                 loaded.raw[key] = before
                 loaded.undo[key] = before
                 loaded.dirty.add(key)  # rewritten by the next checkpoint, whatever happens
+                self._dirty.add(key)
             for key in bucket.created:
                 loaded.raw.pop(key, None)
                 loaded.undo[key] = None
                 loaded.dirty.add(key)
+                self._dirty.add(key)
             self._loaded[index] = loaded
 
     def _bucket(self, key: str) -> _Loaded:
@@ -131,10 +134,12 @@ class PartitionState:
 
     def _mark_dirty(self, key: str) -> None:
         """Remember `key`'s committed value (undo) the first time a checkpoint changes it."""
+        if key in self._dirty:
+            return
         loaded = self._bucket(key)
-        if key not in loaded.dirty:
-            loaded.undo[key] = loaded.raw.get(key)
-            loaded.dirty.add(key)
+        loaded.undo[key] = loaded.raw.get(key)
+        loaded.dirty.add(key)
+        self._dirty.add(key)
 
     def put(self, key: str, stored: Stored) -> None:
         self._mark_dirty(key)
@@ -156,8 +161,7 @@ class PartitionState:
         self._links[key] = linked
 
     def dirty_keys(self) -> Iterator[str]:
-        for loaded in self._loaded.values():
-            yield from loaded.dirty
+        yield from self._dirty
 
     def take_writes(self) -> tuple[int, list[tuple[bytes, bytes]]]:
         """The next checkpoint's number and its records: every changed bucket, then the
@@ -181,6 +185,7 @@ class PartitionState:
             writes.append((bucket_key(self.partition, index), value))
             loaded.dirty = set()
             loaded.undo = {}
+        self._dirty = set()
         self.seq = seq
         return seq, writes
 
@@ -193,6 +198,6 @@ class PartitionState:
         """Forget decoded clean entities beyond `max_objects` (they stay encoded)."""
         if len(self._objects) + len(self._links) <= max_objects:
             return
-        dirty = set(self.dirty_keys())
+        dirty = self._dirty
         self._objects = {k: v for k, v in self._objects.items() if k in dirty}
         self._links = {k: v for k, v in self._links.items() if k in dirty}

@@ -91,7 +91,9 @@ async def test_transient_failure_goes_to_retry_then_dlq() -> None:
     topics = FakeTopics()
     stage = LaneStage(settings, topics, Metrics(), engine=Failing())  # type: ignore[arg-type]
     batch = items(4)
+    before = time.time()
     await stage._handle("normal", work(batch, 0))
+    after = time.time()
     assert topics.dlq.sent == []
     partition = partition_for(batch[0].partition_key, settings.partitions)
     (record,) = topics.retry.sent
@@ -99,12 +101,15 @@ async def test_transient_failure_goes_to_retry_then_dlq() -> None:
     retry = msgspec.json.decode(record["value"], type=RetryEnvelope)
     assert retry.attempt == 1 and retry.reason == "database unavailable"
     assert [i.event_id for i in retry.items] == ["e0", "e1", "e2", "e3"]
-    assert 0.25 <= retry.not_before - time.time() <= 0.5  # base 0.5 s, equal jitter
+    # Base 0.5 s with equal jitter: 0.25–0.5 s after the moment of the failure.
+    assert before + 0.25 <= retry.not_before <= after + 0.5
 
     # Second failure: backoff doubles; third (the last allowed): dead-lettered, not lost.
+    before = time.time()
     await stage._handle("normal", work(batch, 1))
+    after = time.time()
     later = msgspec.json.decode(topics.retry.sent[-1]["value"], type=RetryEnvelope)
-    assert later.attempt == 2 and 0.5 <= later.not_before - time.time() <= 1.0
+    assert later.attempt == 2 and before + 0.5 <= later.not_before <= after + 1.0
     await stage._handle("normal", work(batch, 2))
     assert len(topics.retry.sent) == 2
     assert [d["value"]["reason"] for d in topics.dlq.sent] == ["retries_exhausted"] * 4
