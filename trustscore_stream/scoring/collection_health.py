@@ -7,6 +7,8 @@ into an `other` count (docs/scoring.md §5.5 "Approximation beyond the cap").
 from __future__ import annotations
 
 import math
+from itertools import compress, repeat
+from operator import eq
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -68,7 +70,10 @@ def move(book: HolderBook, old_owner: str | None, new_owner: str | None) -> Hold
     if new_owner:
         counts[new_owner] = counts.get(new_owner, 0) + 1
         if len(counts) > HOLDER_CAP:
-            victim, held = min(counts.items(), key=lambda kv: (kv[1], kv[0]))
+            # The smallest holder goes; among equals, the lowest address (C-level scans: a
+            # key function over 257 holders costs more than the rest of the move).
+            held = min(counts.values())
+            victim = min(compress(counts, map(eq, counts.values(), repeat(held))))
             del counts[victim]
             other += held
     return HolderBook(counts, other)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from itertools import compress, repeat
-from operator import eq
+from operator import attrgetter, eq
 from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
@@ -343,9 +343,12 @@ def flagged_mass(incidents: tuple[Incident, ...]) -> float:
     return min(1.0, sum(i.weight for i in incidents))
 
 
+_time_of = attrgetter("t")
+
+
 def _trim(items: list[T], cap: int) -> tuple[T, ...]:
     """Keep items within WINDOW_SECONDS of the newest one, then the last `cap` of them."""
-    times = [e.t for e in items]
+    times = list(map(_time_of, items))
     newest = max(times)
     if newest - min(times) > WINDOW_SECONDS:
         items = [e for e, te in zip(items, times, strict=True) if newest - te <= WINDOW_SECONDS]
@@ -356,7 +359,7 @@ def _append(items: tuple[T, ...], new: T, cap: int) -> tuple[T, ...]:
     """_trim([*items, new], cap), without building the list when nothing is too old."""
     if not items:
         return (new,)
-    times = [e.t for e in items]
+    times = list(map(_time_of, items))
     newest = max(times)
     oldest = min(times)
     if new.t > newest:
@@ -441,7 +444,7 @@ def record_free_transfer(
     pairs[key] = PairMark(t, tag)
     if len(pairs) > PAIR_CAP:
         # The oldest mark goes; among equally old ones, the lowest key.
-        times = [mark.t for mark in pairs.values()]
+        times = list(map(_time_of, pairs.values()))
         oldest = min(times)
         del pairs[min(compress(pairs, map(eq, times, repeat(oldest))))]
     return CollectionMarket(
