@@ -60,6 +60,22 @@ def test_finding_on_nft_is_keyed_by_its_collection() -> None:
         (lambda e: e["payload"].__setitem__("price", "1.5\n"), "invalid_value"),
         (lambda e: e.__setitem__("chain", "eth\n"), "invalid_value"),
         (lambda e: e["payload"].pop("buyer"), "missing_field"),
+        # Character classes (checked without regular expressions, envelope.py).
+        (lambda e: e.__setitem__("contract", "0x" + "g" * 40), "invalid_value"),
+        (lambda e: e.__setitem__("contract", "0X" + "a" * 40), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("seller", "0x" + "a" * 39 + " "), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("buyer", "1x" + "a" * 40), "invalid_value"),
+        (lambda e: e.__setitem__("token_id", "4\u0662"), "invalid_value"),  # Arabic-Indic 2
+        (lambda e: e.__setitem__("token_id", "-1"), "invalid_value"),
+        (lambda e: e.__setitem__("token_id", "1" * 79), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", ".5"), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", "5."), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", "1.2.3"), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", "1" * 31), "invalid_value"),
+        (lambda e: e["payload"].__setitem__("price", "\u0661.5"), "invalid_value"),
+        (lambda e: e.__setitem__("chain", "-eth"), "invalid_value"),
+        (lambda e: e.__setitem__("chain", "eth main"), "invalid_value"),
+        (lambda e: e.__setitem__("chain", "e" * 33), "invalid_value"),
     ],
 )
 def test_bad_envelope_reasons(mutate: Any, reason: str) -> None:
