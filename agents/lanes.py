@@ -226,7 +226,8 @@ class LaneStage:
             elif window_at and now - window_at >= window:
                 behind = self._behind()
                 if not behind or now - window_at >= stretched:
-                    self.metrics.publishes.labels("backlog_max" if behind else "window").inc()
+                    stretch = behind and stretched > window
+                    self.metrics.publishes.labels("backlog_max" if stretch else "window").inc()
                     await self.engine.publish()
                     window_at = 0.0
                     busy = True

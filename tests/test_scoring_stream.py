@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.stack import CONTRACT, Stack, fraud
+from tests.stack import CONTRACT, Stack, fraud, sale, scrape
 from trustscore_stream.processes import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -118,3 +118,28 @@ async def test_ring_rug_pull_and_resolution(stack: Stack) -> None:
     assert status == 200 and [h["version"] for h in history] == versions[::-1][:2]
     status, collection = await get_json(worker, f"/api/v1/scores/{COLLECTION}")
     assert status == 200 and collection["entity"] == COLLECTION
+
+
+async def test_a_backlog_stretches_the_conflation_window(stack: Stack) -> None:
+    """20,000 events wait on the broker before the worker starts: while the lanes are
+    behind, publishing waits for the stretched maximum (here 0.5 s) instead of the 250 ms
+    window; every event is still folded and scored."""
+    total = 20_000
+    batches = [
+        [sale(f"bl-{i}", token=i % 2_000) for i in range(start, start + 100)]
+        for start in range(0, total, 100)
+    ]
+    await stack.produce(batches)
+    worker = stack.start_worker("w", extra={"TRUSTSCORE_CONFLATION_MAX": "0.5"})
+    await worker.wait_ready()
+    processed = 'trustscore_lane_events_processed_total{lane="normal"}'
+    deadline = time.monotonic() + 90
+    metrics = scrape(worker)
+    while metrics.get(processed, 0.0) < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        metrics = scrape(worker)
+    assert metrics.get(processed) == total
+    stretched = metrics.get('trustscore_scoring_publishes_total{trigger="backlog_max"}', 0.0)
+    assert stretched >= 1  # the lanes were behind for longer than 0.5 s of folding
+    # Every NFT and the collection got a first version.
+    assert metrics["trustscore_score_versions_total"] >= 2_001
