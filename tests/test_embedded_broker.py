@@ -72,11 +72,15 @@ def _wait_dead(pid: int, seconds: float = 5.0) -> bool:
 
 
 def _accepts(port: int) -> bool:
+    """Something listens on `port`. A connect to a closed port in the ephemeral range can
+    succeed on Linux by connecting to itself (TCP simultaneous open, when the kernel picks
+    that very port as the source): that is nobody listening."""
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        connection = socket.create_connection(("127.0.0.1", port), timeout=0.5)
     except OSError:
         return False
-    return True
+    with connection:
+        return bool(connection.getsockname() != connection.getpeername())
 
 
 async def _metadata_answers(bootstrap: str) -> bool:
