@@ -26,7 +26,7 @@ use, so a checkpoint re-encodes only the entities that changed.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import msgspec
 
@@ -65,12 +65,12 @@ def commit_key(partition: int) -> bytes:
 
 
 class _Loaded:
-    __slots__ = ("dirty", "raw", "undo")
+    __slots__ = ("raw", "undo")
 
     def __init__(self, raw: dict[str, msgspec.Raw]) -> None:
         self.raw = raw  # as of the last complete checkpoint (or written by this process)
-        self.undo: dict[str, msgspec.Raw | None] = {}  # committed values of dirty entities
-        self.dirty: set[str] = set()
+        # The bucket's dirty entities, each with its committed value (None: created since).
+        self.undo: dict[str, msgspec.Raw | None] = {}
 
 
 class PartitionState:
@@ -83,7 +83,8 @@ class PartitionState:
         self._loaded: dict[int, _Loaded] = {}
         self._objects: dict[str, Stored] = {}  # decoded, including every dirty entity
         self._links: dict[str, Linked] = {}  # decoded link records, including every dirty one
-        self._dirty: set[str] = set()  # every bucket's dirty keys (a put skips the bucket hash)
+        # Every bucket's dirty keys (their undo keys), so a repeated put skips the bucket hash.
+        self._dirty: set[str] = set()
         marker = read(commit_key(partition))
         self.committed = int(marker) if marker is not None else 0
         self.seq = self.committed
@@ -102,13 +103,11 @@ class PartitionState:
             loaded = _Loaded(bucket.entities)
             for key, before in bucket.undo.items():
                 loaded.raw[key] = before
-                loaded.undo[key] = before
-                loaded.dirty.add(key)  # rewritten by the next checkpoint, whatever happens
+                loaded.undo[key] = before  # rewritten by the next checkpoint, whatever happens
                 self._dirty.add(key)
             for key in bucket.created:
                 loaded.raw.pop(key, None)
                 loaded.undo[key] = None
-                loaded.dirty.add(key)
                 self._dirty.add(key)
             self._loaded[index] = loaded
 
@@ -138,7 +137,6 @@ class PartitionState:
             return
         loaded = self._bucket(key)
         loaded.undo[key] = loaded.raw.get(key)
-        loaded.dirty.add(key)
         self._dirty.add(key)
 
     def put(self, key: str, stored: Stored) -> None:
@@ -160,18 +158,15 @@ class PartitionState:
         self._mark_dirty(key)
         self._links[key] = linked
 
-    def dirty_keys(self) -> Iterator[str]:
-        yield from self._dirty
-
     def take_writes(self) -> tuple[int, list[tuple[bytes, bytes]]]:
         """The next checkpoint's number and its records: every changed bucket, then the
         commit marker. The buckets count as written (call right before writing them)."""
         seq = self.seq + 1
         writes: list[tuple[bytes, bytes]] = []
         for index, loaded in self._loaded.items():
-            if not loaded.dirty:
+            if not loaded.undo:
                 continue
-            for key in loaded.dirty:
+            for key in loaded.undo:
                 stored = self._objects.get(key)
                 if stored is not None:
                     loaded.raw[key] = msgspec.Raw(_stored_encoder.encode(stored))
@@ -183,7 +178,6 @@ class PartitionState:
             created = [k for k, v in loaded.undo.items() if v is None]
             value = _bucket_encoder.encode(Bucket(seq, loaded.raw, undo, created))
             writes.append((bucket_key(self.partition, index), value))
-            loaded.dirty = set()
             loaded.undo = {}
         self._dirty = set()
         self.seq = seq
