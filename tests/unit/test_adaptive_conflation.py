@@ -6,7 +6,8 @@ short window as soon as the backlog is gone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from tests.unit.fakes import Event, Message
@@ -64,23 +65,29 @@ def published(metrics: Metrics, trigger: str) -> float:
     return value or 0.0
 
 
-async def test_caught_up_publishes_once_per_short_window() -> None:
-    stage, engine, metrics = make_stage([0])
+@asynccontextmanager
+async def running(waiting: list[int]) -> AsyncIterator[tuple[LaneStage, Recording, Metrics]]:
+    """A stage whose processor runs for the block; `waiting[0]` is what the broker holds
+    behind each folded record."""
+    stage, engine, metrics = make_stage(waiting)
     processor = asyncio.create_task(stage.run_processor())
     try:
-        submit(stage, 0)
-        await asyncio.sleep(0.3)
-        assert engine.folds == 1 and engine.publishes == 1
-        assert published(metrics, "window") == 1
+        yield stage, engine, metrics
     finally:
         processor.cancel()
 
 
+async def test_caught_up_publishes_once_per_short_window() -> None:
+    async with running([0]) as (stage, engine, metrics):
+        submit(stage, 0)
+        await asyncio.sleep(0.3)
+        assert engine.folds == 1 and engine.publishes == 1
+        assert published(metrics, "window") == 1
+
+
 async def test_a_backlog_stretches_the_window_until_caught_up() -> None:
     waiting = [100]  # the broker holds 100 more lane records behind each folded one
-    stage, engine, metrics = make_stage(waiting)
-    processor = asyncio.create_task(stage.run_processor())
-    try:
+    async with running(waiting) as (stage, engine, metrics):
         for offset in range(10):  # 0.5 s of input: ten short windows' worth
             submit(stage, offset)
             await asyncio.sleep(0.05)
@@ -91,18 +98,12 @@ async def test_a_backlog_stretches_the_window_until_caught_up() -> None:
         submit(stage, 10)
         await asyncio.sleep(0.3)
         assert engine.publishes == 1 and published(metrics, "window") == 1
-    finally:
-        processor.cancel()
 
 
 async def test_a_backlog_still_publishes_at_the_stretched_maximum() -> None:
-    stage, engine, metrics = make_stage([100])
-    processor = asyncio.create_task(stage.run_processor())
-    try:
+    async with running([100]) as (stage, engine, metrics):
         submit(stage, 0)
         await asyncio.sleep(0.5)
         assert engine.publishes == 0
         await asyncio.sleep(1.5)  # past the 1.5 s maximum from the first change
         assert engine.publishes == 1 and published(metrics, "backlog_max") == 1
-    finally:
-        processor.cancel()
