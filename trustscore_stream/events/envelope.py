@@ -34,7 +34,8 @@ MAX_BATCH_ENVELOPES = 1000
 SCHEMA_VERSION = 1
 
 EventId = Annotated[str, Meta(min_length=1, max_length=200)]
-# Shapes (the lengths here; the characters by `_money`, `_address`, `_token`, `_chain`):
+# Shapes (the lengths here; the characters by `_money`, `_address`, `_token` and
+# `_Envelope._normalise_chain`):
 # Money `[0-9]{1,30}(.[0-9]{1,30})?`, Address `0x` + 40 hex digits, TokenId `[0-9]{1,78}`,
 # Chain `[A-Za-z0-9][A-Za-z0-9-]{0,31}`.
 Money = Annotated[str, Meta(min_length=1, max_length=61)]
