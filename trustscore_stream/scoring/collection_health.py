@@ -7,13 +7,11 @@ into an `other` count (docs/scoring.md §5.5 "Approximation beyond the cap").
 from __future__ import annotations
 
 import math
-from itertools import compress, repeat
-from operator import eq
 
 from msgspec import Struct
 from msgspec.structs import replace
 
-from trustscore_stream.scoring.common import DAY, HOUR, clamp, decay, sat
+from trustscore_stream.scoring.common import DAY, HOUR, clamp, decay, lowest_key_with, sat
 from trustscore_stream.scoring.model import FactorValue, no_data
 
 # Exact holders kept: top-10 share needs only the largest; 256 × ~50 B ≈ 13 KB of state.
@@ -70,10 +68,9 @@ def move(book: HolderBook, old_owner: str | None, new_owner: str | None) -> Hold
     if new_owner:
         counts[new_owner] = counts.get(new_owner, 0) + 1
         if len(counts) > HOLDER_CAP:
-            # The smallest holder goes; among equals, the lowest address (C-level scans: a
-            # key function over 257 holders costs more than the rest of the move).
+            # The smallest holder goes; among equals, the lowest address.
             held = min(counts.values())
-            victim = min(compress(counts, map(eq, counts.values(), repeat(held))))
+            victim = lowest_key_with(counts, counts.values(), held)
             del counts[victim]
             other += held
     return HolderBook(counts, other)

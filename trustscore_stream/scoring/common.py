@@ -6,8 +6,12 @@ Everything here is pure and deterministic (docs/scoring.md §4).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from itertools import compress, repeat
+from operator import eq
+from typing import TypeVar
 
 from msgspec import Struct
 
@@ -23,6 +27,15 @@ CURRENCY_ALIASES: dict[str, str] = {"WETH": "ETH"}
 def ts(moment: datetime) -> int:
     """Event time as whole epoch seconds (sub-second order carries no trust signal)."""
     return math.floor(moment.timestamp())
+
+
+K = TypeVar("K", bound=str)
+
+
+def lowest_key_with(keys: Iterable[K], values: Iterable[object], wanted: object) -> K:
+    """The lowest of `keys` whose paired value equals `wanted` (an eviction tie-break).
+    C-level iterators: a key function over a few hundred entries costs several times more."""
+    return min(compress(keys, map(eq, values, repeat(wanted))))
 
 
 def decay(dt: float, half_life: float) -> float:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from itertools import compress, repeat
-from operator import attrgetter, eq
+from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
@@ -26,6 +25,7 @@ from trustscore_stream.scoring.common import (
     clamp,
     decay,
     duration,
+    lowest_key_with,
     sat,
 )
 from trustscore_stream.scoring.model import FactorValue, no_data
@@ -446,7 +446,7 @@ def record_free_transfer(
         # The oldest mark goes; among equally old ones, the lowest key.
         times = list(map(_time_of, pairs.values()))
         oldest = min(times)
-        del pairs[min(compress(pairs, map(eq, times, repeat(oldest))))]
+        del pairs[lowest_key_with(pairs, times, oldest)]
     return CollectionMarket(
         graph=state.graph,
         pairs=pairs,
