@@ -27,6 +27,8 @@ from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
+from trustscore_stream.live.follower import BroadcastFollower
+from trustscore_stream.live.hub import Hub, HubLimits
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.output import BatchingOutput
 from trustscore_stream.settings import Settings, load_settings
@@ -44,6 +46,7 @@ from trustscore_stream.web.index import register_index
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
 from trustscore_stream.web.scores import register_scores
+from trustscore_stream.web.stream import register_stream
 from trustscore_stream.worker_logging import undo_spinner_log_level
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class Runtime:
     history: HistoryStage
     entities: EntityStore
     engine: Engine
+    hub: Hub
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
@@ -138,14 +142,46 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         history.register(app)
         WatchStage(settings, topics, watched).register(app)
         LinkStage(settings, topics, metrics, lanes).register(app)
+    hub = Hub(
+        slots=2 * settings.partitions,
+        limits=HubLimits(
+            queue_frames=settings.sse_queue_frames,
+            streams_per_user=settings.sse_streams_per_user,
+            streams_total=settings.sse_streams_total,
+            replay_s=settings.sse_replay_s,
+            replay_entries=settings.sse_replay_entries,
+        ),
+        on_disconnect=lambda reason: metrics.sse_disconnects.labels(reason).inc(),
+    )
+    follower = BroadcastFollower(
+        settings.broker_url,
+        topics.deltas.get_topic_name(),
+        topics.notifications.get_topic_name(),
+        settings.partitions,
+        hub,
+        metrics,
+    )
+    app.service(follower)  # type: ignore[arg-type]  # Faust takes instances too
     runtime = Runtime(
-        settings, topics, metrics, dedup, ingest, route, lanes, scoring, history, entities, engine
+        settings,
+        topics,
+        metrics,
+        dedup,
+        ingest,
+        route,
+        lanes,
+        scoring,
+        history,
+        entities,
+        engine,
+        hub,
     )
     register_index(app, runtime)
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_ingest(app, runtime)
     register_scores(app, runtime)
+    register_stream(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
     app.task(undo_spinner_log_level)

@@ -138,6 +138,40 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.sse_clients = Gauge(
+            "trustscore_sse_clients", "Open SSE streams on this worker", registry=r
+        )
+        self.sse_disconnects = Counter(
+            "trustscore_sse_disconnects_total",
+            "SSE streams this worker ended itself (slow: its queue overflowed)",
+            ["reason"],
+            registry=r,
+        )
+        self.sse_rejected = Counter(
+            "trustscore_sse_rejected_total",
+            "SSE stream requests refused (unauthorized, too_many_streams, invalid)",
+            ["reason"],
+            registry=r,
+        )
+        self.sse_replayed = Counter(
+            "trustscore_sse_replayed_frames_total",
+            "Frames replayed to reconnecting clients (resets included)",
+            registry=r,
+        )
+        self.sse_skipped = Counter(
+            "trustscore_sse_skipped_records_total",
+            "Delta or notification records the live stream could not use (no key, no JSON)",
+            registry=r,
+        )
+        self.sse_dispatch_lag = Histogram(
+            "trustscore_sse_dispatch_lag_seconds",
+            "From a record's timestamp to its dispatch to this worker's SSE clients",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.sse_buffered = Gauge(
+            "trustscore_sse_replay_entries", "Records held in the SSE replay buffer", registry=r
+        )
         self.dedup_ids = Gauge(
             "trustscore_dedup_ids",
             "Event ids held in the dedup memory of this worker",

@@ -74,6 +74,17 @@ class Settings:
     # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
     # scale as separate worker pools (and the ingest benchmark measure ingest alone).
     stages: frozenset[str] = frozenset({"ingest", "route", "lanes"})
+    # Live stream (CONTRACT §4, docs/architecture.md "Live stream").
+    sse_ping_s: float = 15.0  # a `: ping` comment at least this often (also reaps dead peers)
+    sse_retry_ms: int = 3000  # the `retry:` sent once: how soon a browser reconnects
+    sse_queue_frames: int = 1024  # a client this many frames behind is disconnected
+    sse_streams_per_user: int = 3
+    sse_streams_total: int = 20_000  # per worker
+    sse_replay_s: float = 300.0  # a reconnect within this long resumes without loss
+    sse_replay_entries: int = 300_000  # memory bound of the replay buffer (all channels)
+    # Kernel send buffer per stream in bytes (0: the OS autotunes it, up to megabytes): how
+    # much a stalled client can hold before its queue fills and it is cut off.
+    sse_send_buffer: int = 0
 
     @property
     def broker_url(self) -> str:
@@ -185,7 +196,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
+        sse_ping_s=_ping(env_float(env, "TRUSTSCORE_SSE_PING", 15.0, 0.01)),
+        sse_retry_ms=_int(env, "TRUSTSCORE_SSE_RETRY_MS", 3000, 0),
+        sse_queue_frames=_int(env, "TRUSTSCORE_SSE_QUEUE_FRAMES", 1024, 1),
+        sse_streams_per_user=_int(env, "TRUSTSCORE_SSE_STREAMS_PER_USER", 3, 1),
+        sse_streams_total=_int(env, "TRUSTSCORE_SSE_STREAMS_TOTAL", 20_000, 1),
+        sse_replay_s=env_float(env, "TRUSTSCORE_SSE_REPLAY_SECONDS", 300.0),
+        sse_replay_entries=_int(env, "TRUSTSCORE_SSE_REPLAY_ENTRIES", 300_000, 1),
+        sse_send_buffer=_int(env, "TRUSTSCORE_SSE_SEND_BUFFER", 0, 0),
     )
+
+
+def _ping(seconds: float) -> float:
+    if seconds > 15.0:
+        raise SettingsError("TRUSTSCORE_SSE_PING is at most 15 (CONTRACT §4)")
+    return seconds
 
 
 STAGES = ("ingest", "route", "lanes")

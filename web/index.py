@@ -1,8 +1,10 @@
-"""`GET /`: a landing page listing the endpoints (the live dashboard replaces it later)."""
+"""`GET /`: the live dashboard (web/static/, plain files: no build step at run time), its
+assets under `/static/`."""
 
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import faust
@@ -14,7 +16,9 @@ if TYPE_CHECKING:
 
 
 def register_index(app: faust.App, runtime: Runtime) -> None:
-    page = files("trustscore_stream.web").joinpath("static/index.html").read_bytes()
+    static = files("trustscore_stream.web").joinpath("static")
+    page = static.joinpath("index.html").read_bytes()
+    app.web.add_static("/static/", Path(str(static)))
 
     @app.page("/")
     class Index(View):
