@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 # downloaded by the tests themselves.
 NODE_STAMP := node_modules/.installed
 CONTRACTS  := tests/sources/contracts
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; it never
+# downloads a browser of its own).
+CHROMIUM   := /usr/bin/chromium
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck bench-ingest contracts clean
 
@@ -20,6 +24,10 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
 # Regenerates the committed ERC-721 test artifact from its Solidity source with solc-js.
 contracts: $(NODE_STAMP)
 	node $(CONTRACTS)/compile.js
@@ -27,7 +35,7 @@ contracts: $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/trustscore-stream demo
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q

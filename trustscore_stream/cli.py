@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -27,6 +28,7 @@ from trustscore_stream.processes import WorkerProcess, worker_env
 from trustscore_stream.settings import Settings, load_settings
 from trustscore_stream.topics import EVENTS
 from trustscore_stream.traffic import Market, TrafficGenerator
+from trustscore_stream.web.auth import issue_token
 
 log = logging.getLogger("trustscore_stream.cli")
 
@@ -65,12 +67,16 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
         print(f"embedded broker: {broker_url} (pid {broker.pid})", flush=True)
     else:
         broker_url, embedded = settings.broker, settings.embedded_broker
+    # The dashboard's notifications panel needs a signed-in user: without a configured
+    # secret, the demo makes one up for this run and prints a token for user "demo".
+    jwt_secret = settings.jwt_secret or secrets.token_urlsafe(32)
     worker = WorkerProcess(
         worker_env(
             broker_url=broker_url,
             embedded=embedded,
             data_dir=data_dir,
             web_port=settings.web_port,
+            extra={"TRUSTSCORE_JWT_SECRET": jwt_secret},
         ),
         log_path=data_dir / "logs" / "worker.log",
     )
@@ -90,7 +96,10 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
                 publish_traffic(bootstrap, settings.topic(EVENTS), traffic_rate, 100, Market())
             )
             print(f"traffic: ~{traffic_rate:.0f} events/s as batch records", flush=True)
-        print(f"\n  TrustScore Stream is up:  http://127.0.0.1:{settings.web_port}/\n", flush=True)
+        token = issue_token("demo", jwt_secret)
+        url = f"http://127.0.0.1:{settings.web_port}/"
+        print(f"\n  TrustScore Stream is up:  {url}", flush=True)
+        print(f"  signed in as user 'demo': {url}?token={token}\n", flush=True)
         print("  Ctrl-C stops everything.", flush=True)
         waiter = asyncio.create_task(stop.wait())
         watched: set[asyncio.Task[object]] = {waiter}  # type: ignore[arg-type]

@@ -12,9 +12,10 @@ from typing import Literal
 EntityKind = Literal["nft", "collection", "wallet"]
 
 DEFAULT_CHAIN = "eth"
-_CHAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-_ADDRESS_RE = re.compile(r"^0x[0-9a-f]{40}$")
-_TOKEN_RE = re.compile(r"^[0-9]{1,78}$")
+# fullmatch, not `$`: `$` also matches before a trailing newline.
+_CHAIN_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_ADDRESS_RE = re.compile(r"0x[0-9a-f]{40}")
+_TOKEN_RE = re.compile(r"[0-9]{1,78}")
 
 
 class InvalidEntityId(ValueError):
@@ -43,20 +44,20 @@ class EntityId:
 
 def normalise_chain(chain: str) -> str:
     value = chain.strip().lower() or DEFAULT_CHAIN
-    if not _CHAIN_RE.match(value):
+    if not _CHAIN_RE.fullmatch(value):
         raise InvalidEntityId(f"invalid chain {chain!r}")
     return value
 
 
 def normalise_address(address: str) -> str:
     value = address.strip().lower()
-    if not _ADDRESS_RE.match(value):
+    if not _ADDRESS_RE.fullmatch(value):
         raise InvalidEntityId(f"invalid address {address!r}: expected 0x and 40 hex digits")
     return value
 
 
 def normalise_token_id(token_id: str) -> str:
-    if not _TOKEN_RE.match(token_id):
+    if not _TOKEN_RE.fullmatch(token_id):
         raise InvalidEntityId(f"invalid token_id {token_id!r}: expected a decimal string")
     # Canonical decimal form, so "007" and "7" name one token.
     return str(int(token_id))
