@@ -77,7 +77,7 @@ class Settings:
     # Live stream (CONTRACT §4, docs/architecture.md "Live stream").
     sse_ping_s: float = 15.0  # a `: ping` comment at least this often (also reaps dead peers)
     sse_retry_ms: int = 3000  # the `retry:` sent once: how soon a browser reconnects
-    sse_queue_frames: int = 1024  # a client this many frames behind is disconnected
+    sse_queue_frames: int = 4096  # a client this many frames behind is disconnected
     sse_streams_per_user: int = 3
     sse_streams_total: int = 20_000  # per worker
     sse_replay_s: float = 300.0  # a reconnect within this long resumes without loss
@@ -198,7 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
         sse_ping_s=_ping(env_float(env, "TRUSTSCORE_SSE_PING", 15.0, 0.01)),
         sse_retry_ms=_int(env, "TRUSTSCORE_SSE_RETRY_MS", 3000, 0),
-        sse_queue_frames=_int(env, "TRUSTSCORE_SSE_QUEUE_FRAMES", 1024, 1),
+        sse_queue_frames=_int(env, "TRUSTSCORE_SSE_QUEUE_FRAMES", 4096, 1),
         sse_streams_per_user=_int(env, "TRUSTSCORE_SSE_STREAMS_PER_USER", 3, 1),
         sse_streams_total=_int(env, "TRUSTSCORE_SSE_STREAMS_TOTAL", 20_000, 1),
         sse_replay_s=env_float(env, "TRUSTSCORE_SSE_REPLAY_SECONDS", 300.0),

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SCORE_EVENT = "score"
 NOTIFICATION_EVENT = "notification"
+PACE_MAX_S = 0.05
+PACE_STEP_S = 0.002
 
 
 class BroadcastFollower(Service):
@@ -94,10 +96,13 @@ class BroadcastFollower(Service):
         consumer = self._consumer = await self._start_consumer()
         hub, slot_of, metrics = self.hub, self._slot_of, self.metrics
         partitions = self._partitions
-        # A healthy client drains its queue between two fetches (the sleep(0) below lets
-        # every woken stream write first), so a fetch must fit in a client's queue: only a
-        # client that really stops reading overflows.
-        per_fetch = max(1, min(500, hub.limits.queue_frames // 2))
+        # At most a quarter of a client's queue per round, and before the next round the
+        # woken streams get to write (and, while some are half full, up to PACE_MAX_S to
+        # drain): a burst of deltas is paced to what reading clients take, so only a client
+        # that stops reading overflows (a stuck one delays the others by at most
+        # PACE_MAX_S per round until it is cut off).
+        per_fetch = max(1, min(500, hub.limits.queue_frames // 4))
+        loop = asyncio.get_running_loop()
         while not self.should_stop:
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=per_fetch)
@@ -125,6 +130,9 @@ class BroadcastFollower(Service):
                     metrics.sse_dispatch_lag.observe(max(0.0, now - record.timestamp / 1000))
             hub.evict()
             await asyncio.sleep(0)
+            until = loop.time() + PACE_MAX_S
+            while hub.backlogged() and loop.time() < until:  # noqa: ASYNC110 (bounded poll)
+                await asyncio.sleep(PACE_STEP_S)
 
 
 def _route(

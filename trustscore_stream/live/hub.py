@@ -31,7 +31,7 @@ class LimitExceeded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HubLimits:
-    queue_frames: int = 1024  # per client: beyond this backlog the client is cut off
+    queue_frames: int = 4096  # per client: beyond this backlog the client is cut off
     streams_per_user: int = 3
     streams_total: int = 20_000
     replay_s: float = 300.0
@@ -168,6 +168,11 @@ class Hub:
             return client.push(frame(positions.encode(at), event, data))
         merged = positions.merged(at, floor)
         return client.push(frame(positions.encode(merged), event, data))
+
+    def backlogged(self) -> bool:
+        """Some client has half its queue waiting (O(clients): called once per round)."""
+        half = self.limits.queue_frames // 2
+        return any(len(client._frames) >= half for client in self.clients)
 
     def evict(self) -> int:
         return self.buffer.evict(self._clock())
