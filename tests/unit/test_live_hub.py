@@ -203,3 +203,14 @@ def test_changes_pages_with_the_stream_ids() -> None:
     assert [eid for eid, _, _ in rest.events] == stream_ids[3:] and not rest.more
     assert hub.changes(frozenset({COLLECTION}), rest.last_id, limit=3).events == []
     assert hub.changes(frozenset({COLLECTION}), "nonsense", limit=3).reset is not None
+
+
+def test_backlogged_while_a_client_has_half_its_queue_waiting() -> None:
+    hub = Hub(1, HubLimits(queue_frames=4))
+    client = hub.open(frozenset({FIREHOSE}), None, None).client
+    hub.dispatch(0, 0, (FIREHOSE,), "score", b"1")
+    assert not hub.backlogged()
+    hub.dispatch(0, 1, (FIREHOSE,), "score", b"2")
+    assert hub.backlogged()
+    client.take()
+    assert not hub.backlogged()
