@@ -9,7 +9,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,22 +16,12 @@ import jwt
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.stack import CONTRACT, WALLET_A, WALLET_B, Stack, sale
 from trustscore_stream.processes import WorkerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Not skipped when Chromium is missing: `make test` installs it (Debian's `chromium`).
 pytestmark = pytest.mark.integration
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SECRET = "dashboard-test-secret-at-least-32-bytes"
 USER = "dashboard-user"
 TOKENS = range(101, 105)
@@ -47,7 +36,7 @@ def nft(token: int) -> str:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
