@@ -18,7 +18,15 @@ from trustscore_stream.db.history import ScoreVersionRow, record_score_versions
 from trustscore_stream.db.migrate import MIGRATIONS_DIR, alembic_config, upgrade
 from trustscore_stream.db.models import Base, ScoreHistory
 
-APP_TABLES = {"score_history", "audit_log", "users", "subscriptions", "notifications"}
+APP_TABLES = {
+    "score_history",
+    "audit_log",
+    "users",
+    "subscriptions",
+    "notifications",
+    "deliveries",
+    "delivery_attempts",
+}
 
 
 def _head() -> str:

@@ -184,6 +184,12 @@ class Notification(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(String(200))
+    subscription_id: Mapped[str | None] = mapped_column(String(32))
+    cause_event_id: Mapped[str | None] = mapped_column(String(EVENT_ID_LEN))
+    # Created once per (user, entity, kind, cause event) whatever replays, retries and
+    # rebalances do: the id is derived from them and this key is unique.
+    dedup_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # sent to the SSE topic
     kind: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     entity: Mapped[str] = mapped_column(String(ENTITY_LEN))
@@ -192,3 +198,47 @@ class Notification(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    """One notification on one channel other than in-app: a durable outbox row, claimed by a
+    worker for each attempt, retried with backoff until sent or dead (never dropped)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_deliveries_notification_id", "notification_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    notification_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("notifications.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(2048))  # URL or address
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sent|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    """Every attempt of a delivery, with its outcome (tracking, CONTRACT §5)."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_delivery_id", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    delivery_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))  # sent|failed|dead
+    detail: Mapped[str | None] = mapped_column(Text)
