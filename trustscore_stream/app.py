@@ -18,10 +18,12 @@ import faust
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from trustscore_stream.agents.deliver import DeliveryStage
 from trustscore_stream.agents.history import HistoryStage
 from trustscore_stream.agents.ingest import IngestStage
 from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.links import LinkStage
+from trustscore_stream.agents.notify import NotifyStage
 from trustscore_stream.agents.route import RouteStage
 from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
@@ -39,12 +41,14 @@ from trustscore_stream.tables.entity_state import (
     EntityStore,
     declare_entity_table,
 )
+from trustscore_stream.tables.rocksdb import bytes_table
 from trustscore_stream.tables.watched import WatchIndex, declare_watched_table
 from trustscore_stream.topics import Topics, declare_topics
 from trustscore_stream.web.health import register_health
 from trustscore_stream.web.index import register_index
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
+from trustscore_stream.web.notifications import register_notifications
 from trustscore_stream.web.scores import register_scores
 from trustscore_stream.web.stream import register_stream
 from trustscore_stream.worker_logging import undo_spinner_log_level
@@ -142,6 +146,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         history.register(app)
         WatchStage(settings, topics, watched).register(app)
         LinkStage(settings, topics, metrics, lanes).register(app)
+        subscriptions = bytes_table(
+            app, settings, "subscriptions", "Subscriptions per entity (notifier)."
+        )
+        watching = bytes_table(
+            app, settings, "watching", "Significance and pacing per subscription and entity."
+        )
+        NotifyStage(settings, topics, metrics, engine, subscriptions, watching, output).register(
+            app
+        )
+        DeliveryStage(settings, topics, metrics, engine, output).register(app)
     hub = Hub(
         slots=2 * settings.partitions,
         limits=HubLimits(
@@ -182,6 +196,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     register_ingest(app, runtime)
     register_scores(app, runtime)
     register_stream(app, runtime)
+    register_notifications(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
     app.task(undo_spinner_log_level)

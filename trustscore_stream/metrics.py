@@ -172,6 +172,23 @@ class Metrics:
         self.sse_buffered = Gauge(
             "trustscore_sse_replay_entries", "Records held in the SSE replay buffer", registry=r
         )
+        self.notifications = Counter(
+            "trustscore_notifications_total",
+            "Notifications decided by the notifier (sent now or as a digest)",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self.notifications_created = Counter(
+            "trustscore_notifications_recorded_total",
+            "Notifications newly written to the database (replays excluded)",
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "trustscore_notification_deliveries_total",
+            "Delivery attempts by channel and result (sent, retry, dead)",
+            ["channel", "result"],
+            registry=r,
+        )
         self.dedup_ids = Gauge(
             "trustscore_dedup_ids",
             "Event ids held in the dedup memory of this worker",

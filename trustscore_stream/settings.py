@@ -85,6 +85,24 @@ class Settings:
     # Kernel send buffer per stream in bytes (0: the OS autotunes it, up to megabytes): how
     # much a stalled client can hold before its queue fills and it is cut off.
     sse_send_buffer: int = 0
+    # Notifications (docs/notifications.md): frequency management per subscription and entity.
+    notify_cooldown_s: float = 600.0
+    notify_cap_per_hour: int = 20
+    notify_digest_interval_s: float = 900.0
+    # Delivery: attempts (first included), backoff with jitter, per-attempt timeout.
+    delivery_max_attempts: int = 6
+    delivery_base_delay_s: float = 2.0
+    delivery_max_delay_s: float = 900.0
+    delivery_timeout_s: float = 10.0
+    delivery_poll_s: float = 1.0
+    push_url: str | None = None  # provider endpoint for `push` (POST JSON)
+    sms_url: str | None = None  # provider endpoint for `sms` (POST JSON)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "TrustScore Stream <alerts@localhost>"
 
     @property
     def broker_url(self) -> str:
@@ -204,6 +222,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sse_replay_s=env_float(env, "TRUSTSCORE_SSE_REPLAY_SECONDS", 300.0),
         sse_replay_entries=_int(env, "TRUSTSCORE_SSE_REPLAY_ENTRIES", 300_000, 1),
         sse_send_buffer=_int(env, "TRUSTSCORE_SSE_SEND_BUFFER", 0, 0),
+        notify_cooldown_s=env_float(env, "TRUSTSCORE_NOTIFY_COOLDOWN", 600.0),
+        notify_cap_per_hour=_int(env, "TRUSTSCORE_NOTIFY_CAP_PER_HOUR", 20, 1),
+        notify_digest_interval_s=env_float(env, "TRUSTSCORE_NOTIFY_DIGEST_INTERVAL", 900.0, 0.1),
+        delivery_max_attempts=_int(env, "TRUSTSCORE_DELIVERY_MAX_ATTEMPTS", 6, 1),
+        delivery_base_delay_s=env_float(env, "TRUSTSCORE_DELIVERY_BASE_DELAY", 2.0),
+        delivery_max_delay_s=env_float(env, "TRUSTSCORE_DELIVERY_MAX_DELAY", 900.0),
+        delivery_timeout_s=env_float(env, "TRUSTSCORE_DELIVERY_TIMEOUT", 10.0, 0.1),
+        delivery_poll_s=env_float(env, "TRUSTSCORE_DELIVERY_POLL", 1.0, 0.05),
+        push_url=env.get("TRUSTSCORE_PUSH_URL") or None,
+        sms_url=env.get("TRUSTSCORE_SMS_URL") or None,
+        smtp_host=env.get("TRUSTSCORE_SMTP_HOST") or None,
+        smtp_port=_int(env, "TRUSTSCORE_SMTP_PORT", 587, 1),
+        smtp_user=env.get("TRUSTSCORE_SMTP_USER") or None,
+        smtp_password=env.get("TRUSTSCORE_SMTP_PASSWORD") or None,
+        smtp_starttls=_bool(env, "TRUSTSCORE_SMTP_STARTTLS", True),
+        smtp_from=env.get("TRUSTSCORE_SMTP_FROM") or "TrustScore Stream <alerts@localhost>",
     )
 
 

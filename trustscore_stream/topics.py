@@ -25,6 +25,8 @@ NOTIFICATIONS = "trustscore-notifications"
 WATCH = "trustscore-watch"
 HISTORY = "trustscore-score-history"
 LINKS = "trustscore-wallet-links"
+SUBSCRIPTIONS = "trustscore-subscriptions"
+DELIVERIES_DLQ = "trustscore-deliveries-dlq"
 
 
 def lane_topic_name(lane: Lane) -> str:
@@ -43,6 +45,8 @@ class Topics:
     watch: faust.TopicT  # watcher count changes, on the entity's partition
     history: faust.TopicT  # published score versions on their way to the database
     links: faust.TopicT  # collection reports and wallet summaries between partitions
+    subscriptions: faust.TopicT  # subscription changes, on the entity's partition
+    deliveries_dlq: faust.TopicT  # notification deliveries that ran out of attempts
 
     def all(self) -> list[faust.TopicT]:
         return [
@@ -56,6 +60,8 @@ class Topics:
             self.watch,
             self.history,
             self.links,
+            self.subscriptions,
+            self.deliveries_dlq,
         ]
 
 
@@ -80,16 +86,20 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         retry=topic(RETRY),
         ingest=topic(INGEST),
         lanes={lane: topic(lane_topic_name(lane)) for lane in LANES},
-        deltas=topic(DELTAS, raw=False),
-        notifications=topic(NOTIFICATIONS, raw=False),
+        # Written as encoded JSON and read as bytes (the notifier decodes with msgspec).
+        deltas=topic(DELTAS),
+        notifications=topic(NOTIFICATIONS),
         watch=topic(WATCH),
         history=topic(HISTORY),
         links=topic(LINKS),
+        subscriptions=topic(SUBSCRIPTIONS),
+        deliveries_dlq=topic(DELIVERIES_DLQ),
     )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the app, for creation before any producer or worker touches them."""
     names = [EVENTS, DLQ, RETRY, INGEST, DELTAS, NOTIFICATIONS, WATCH, HISTORY, LINKS]
+    names += [SUBSCRIPTIONS, DELIVERIES_DLQ]
     names += [lane_topic_name(lane) for lane in LANES]
     return [TopicSpec(settings.topic(n), settings.partitions, settings.replication) for n in names]

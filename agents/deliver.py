@@ -1,0 +1,121 @@
+"""Delivery of notifications on their channels: a durable outbox in the database
+(`deliveries`), worked by every worker.
+
+Each round claims the due deliveries for a lease (so two workers never try the same one at
+once, and one that dies mid-attempt is retried after the lease), sends them concurrently,
+and records every attempt. A failure is retried with exponential backoff and jitter; after
+`TRUSTSCORE_DELIVERY_MAX_ATTEMPTS` the delivery is dead: it stays in the database with all
+its attempts (visible at `GET /api/v1/notifications/{id}/deliveries`) and a record goes to
+`trustscore-deliveries-dlq`. Never dropped. A receiver may see a delivery twice if a worker
+dies between sending and recording: `X-TrustScore-Delivery` lets it deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import faust
+import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from trustscore_stream.db.notifications import (
+    AttemptOutcome,
+    DeliveryJob,
+    claim_due_deliveries,
+    record_attempts,
+)
+from trustscore_stream.events.retry import backoff_delay
+from trustscore_stream.metrics import Metrics
+from trustscore_stream.notifications.channels import Channels
+from trustscore_stream.output import Output
+from trustscore_stream.settings import Settings
+from trustscore_stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 100
+
+
+class DeliveryStage:
+    def __init__(
+        self, settings: Settings, topics: Topics, metrics: Metrics, engine: Engine, output: Output
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        self.engine = engine
+        self.output = output
+        self.channels = Channels(settings)
+        self._http: aiohttp.ClientSession | None = None
+
+    def register(self, app: faust.App) -> None:
+        app.timer(self.settings.delivery_poll_s, name="deliver")(self.tick)
+
+    async def tick(self) -> None:
+        try:
+            while await self.round() == CLAIM_BATCH:
+                pass  # a full batch: there may be more due right now
+        except SQLAlchemyError as exc:  # the database is down: the outbox waits for it
+            log.warning("deliveries not worked this round: %s", exc)
+
+    async def round(self) -> int:
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=self.settings.delivery_timeout_s * 2 + 30)
+        jobs = await asyncio.to_thread(claim_due_deliveries, self.engine, now, CLAIM_BATCH, lease)
+        if not jobs:
+            return 0
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        results = await asyncio.gather(*(self.channels.send(self._http, job) for job in jobs))
+        outcomes = [
+            self._outcome(job, sent, detail)
+            for job, (sent, detail) in zip(jobs, results, strict=True)
+        ]
+        await asyncio.to_thread(record_attempts, self.engine, outcomes)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            result = "sent" if outcome.sent else ("retry" if outcome.retry_at else "dead")
+            self.metrics.deliveries.labels(job.channel, result).inc()
+            if result == "dead":
+                await self._dead_letter(job, outcome)
+        return len(jobs)
+
+    def _outcome(self, job: DeliveryJob, sent: bool, detail: str) -> AttemptOutcome:
+        attempt = job.attempts + 1
+        retry_at = None
+        if not sent and attempt < self.settings.delivery_max_attempts:
+            delay = backoff_delay(
+                attempt, self.settings.delivery_base_delay_s, self.settings.delivery_max_delay_s
+            )
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        return AttemptOutcome(job.id, attempt, sent, detail, retry_at)
+
+    async def _dead_letter(self, job: DeliveryJob, outcome: AttemptOutcome) -> None:
+        record = {
+            "reason": "delivery_failed",
+            "detail": outcome.detail,
+            "delivery_id": job.id,
+            "channel": job.channel,
+            "attempts": outcome.attempt,
+            "notification": job.notification,
+            "dead_lettered_at": time.time(),
+        }
+        await self.output.send(
+            self.topics.deliveries_dlq, key=job.id.encode(), value=orjson.dumps(record)
+        )
+        await self.output.flush()
+        log.warning(
+            "delivery %s (%s) dead after %d attempts: %s",
+            job.id,
+            job.channel,
+            outcome.attempt,
+            outcome.detail,
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()

@@ -1,0 +1,379 @@
+"""Notifications on the stream side: subscriptions kept in a changelog table, and the
+notifier that turns score changes into notifications for the users who care.
+
+`trustscore-subscriptions` (key: entity id, on `partition_for(entity)`) → agent
+"subscriptions" → table `subscriptions` (entity → its subscriptions). The deltas topic is
+keyed and partitioned the same way, so agent "notify" reads a delta's subscriptions from
+its own partition. Per (subscription, entity) it keeps significance and pacing state
+(table `watching`), detects what is significant (notifications/significance.py), paces it
+(notifications/pacing.py), renders it (notifications/content.py) and records it.
+
+Order per batch, so a crash at any point loses nothing and creates nothing twice: the
+notifications (with their queued deliveries) are recorded in the database first, keyed by
+a hash of (user, entity, kind, cause) so a replay inserts nothing new; then the new state
+is written; then what is not yet on the live stream is pushed to `trustscore-notifications`
+(key: user id) and marked pushed; then the deltas are acknowledged. A crash before the
+state write replays the batch from the old state: the same notifications, already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import msgspec
+import orjson
+from faust.types import EventT, StreamT, TableT
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
+from trustscore_stream.db.notifications import (
+    NewDelivery,
+    NewNotification,
+    mark_pushed,
+    record_notifications,
+    unpushed,
+)
+from trustscore_stream.events.retry import backoff_delay
+from trustscore_stream.metrics import Metrics
+from trustscore_stream.notifications.content import render, render_digest
+from trustscore_stream.notifications.pacing import Digest, PacingRules, flush, pace
+from trustscore_stream.notifications.records import (
+    SubscriptionChange,
+    SubscriptionRecord,
+    Watching,
+    data_of,
+    dedup_key,
+    notification_id,
+    targets,
+)
+from trustscore_stream.notifications.significance import (
+    Observation,
+    Preferences,
+    Signal,
+    detect,
+)
+from trustscore_stream.output import Output
+from trustscore_stream.partitioning import partition_for
+from trustscore_stream.settings import Settings
+from trustscore_stream.tables.partition_scope import partition_scope
+from trustscore_stream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+_change = msgspec.json.Decoder(SubscriptionChange)
+_subs = msgspec.msgpack.Decoder(dict[str, SubscriptionRecord])
+_watching = msgspec.msgpack.Decoder(Watching)
+_encode = msgspec.msgpack.Encoder()
+
+
+class DeltaView(msgspec.Struct):
+    """The fields of a CONTRACT §6 delta the notifier reads."""
+
+    entity: str
+    score: float
+    level: str
+    version: int
+    at: str
+    previous: float | None = None
+    cause_event_id: str | None = None
+    factors_changed: list[str] = []
+
+
+_delta = msgspec.json.Decoder(DeltaView)
+
+
+def subscription_change(op: str, sub: SubscriptionRecord, partitions: int) -> tuple[int, bytes]:
+    """(partition, value) of a `trustscore-subscriptions` record for `sub`."""
+    value = msgspec.json.encode(SubscriptionChange(op, sub))
+    return partition_for(sub.entity, partitions), value
+
+
+class NotifyStage:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        metrics: Metrics,
+        engine: Engine,
+        subscriptions: TableT[bytes, bytes],
+        watching: TableT[bytes, bytes],
+        output: Output,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        self.engine = engine
+        self.subscriptions = subscriptions
+        self.watching = watching
+        self.output = output
+        self.pacing = PacingRules(
+            cooldown_s=settings.notify_cooldown_s,
+            cap_per_hour=settings.notify_cap_per_hour,
+            digest_interval_s=settings.notify_digest_interval_s,
+        )
+        # Watches with a digest waiting (key -> partition), and an event of each partition to
+        # scope table access by: the digest timer sends what is due between deltas. After a
+        # rebalance a waiting digest is sent with the entity's next delta instead.
+        self._digests: dict[bytes, int] = {}
+        self._scopes: dict[int, EventT[bytes]] = {}
+        self._generation: int | None = None  # the assignment the two maps above belong to
+        self._lock = asyncio.Lock()  # the notifier and the digest timer share the state
+
+    def register(self, app: faust.App) -> None:
+        self.app = app
+        app.agent(self.topics.subscriptions, name="subscriptions", concurrency=1)(self.sync)
+        app.agent(self.topics.deltas, name="notify", concurrency=1)(self.notify)
+        app.timer(max(0.5, min(5.0, self.settings.notify_digest_interval_s / 4)))(
+            self.send_due_digests
+        )
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    async def sync(self, stream: StreamT[Any]) -> None:
+        async for events in event_batches(stream, 500, self.settings.take_within_s):
+            for event in events:
+                try:
+                    change = _change.decode(event.value)
+                except msgspec.DecodeError as exc:
+                    log.error("ignoring bad subscription record: %s", exc)  # internal topic
+                    continue
+                with partition_scope(event):
+                    self._apply(change)
+            await ack_all(stream, events)
+
+    def _apply(self, change: SubscriptionChange) -> None:
+        sub = change.subscription
+        key = sub.entity.encode()
+        raw = self.subscriptions.get(key)
+        current = _subs.decode(raw) if raw else {}
+        if change.op == "put":
+            current[sub.id] = sub
+        else:
+            current.pop(sub.id, None)
+        if current:
+            self.subscriptions[key] = _encode.encode(current)
+        elif raw:
+            del self.subscriptions[key]
+
+    # -- notifier -----------------------------------------------------------------------
+
+    async def notify(self, stream: StreamT[Any]) -> None:
+        async for events in event_batches(stream, 500, self.settings.take_within_s):
+            async with self._lock:
+                await fail_fast(self.app, self._notify(events))
+            await ack_all(stream, events)
+
+    async def _notify(self, events: list[EventT[bytes]]) -> None:
+        items: list[NewNotification] = []
+        # The batch's own state per watch: later deltas of an entity see earlier ones.
+        states: dict[bytes, tuple[EventT[bytes], Watching]] = {}
+        for event in events:
+            try:
+                delta = _delta.decode(event.value)
+                at = datetime.fromisoformat(delta.at.replace("Z", "+00:00"))
+            except (msgspec.DecodeError, ValueError) as exc:
+                log.error("ignoring bad delta record: %s", exc)  # our own output topic
+                continue
+            with partition_scope(event):
+                raw = self.subscriptions.get(delta.entity.encode())
+            if not raw:
+                continue
+            for sub in _subs.decode(raw).values():
+                key = f"{sub.id}|{delta.entity}".encode()
+                if key in states:
+                    watching = states[key][1]
+                else:
+                    with partition_scope(event):
+                        stored = self.watching.get(key)
+                    watching = _watching.decode(stored) if stored else Watching()
+                watching, new = self._observe(watching, sub, delta, at)
+                items += new
+                states[key] = (event, watching)
+        if items:
+            await self._record(items)
+        for key, (event, watching) in states.items():
+            with partition_scope(event):
+                self.watching[key] = _encode.encode(watching)
+            partition = event.message.partition
+            self._own_assignment()
+            self._scopes[partition] = event
+            if watching.pacing.digest:
+                self._digests[key] = partition
+            else:
+                self._digests.pop(key, None)
+        if items:
+            await self._push([item.id for item in items])
+
+    def _own_assignment(self) -> None:
+        """Forget scopes and waiting digests of partitions a rebalance may have moved."""
+        generation = int(self.app.consumer_generation_id)
+        if generation != self._generation:
+            self._generation = generation
+            self._digests.clear()
+            self._scopes.clear()
+
+    async def send_due_digests(self) -> None:
+        self._own_assignment()
+        if not self._digests:
+            return
+        async with self._lock:
+            now = time.time()
+            items: list[NewNotification] = []
+            states: list[tuple[EventT[bytes], bytes, Watching]] = []
+            for key, partition in list(self._digests.items()):
+                scope = self._scopes.get(partition)
+                if scope is None:
+                    continue
+                with partition_scope(scope):
+                    stored = self.watching.get(key)
+                    sub_id, _, entity = key.decode().partition("|")
+                    raw_subs = self.subscriptions.get(entity.encode())
+                subs = _subs.decode(raw_subs) if raw_subs else {}
+                if stored is None or sub_id not in subs:
+                    self._digests.pop(key, None)
+                    continue
+                watching = _watching.decode(stored)
+                pacing, digest = flush(watching.pacing, now, self.pacing)
+                if digest is None:
+                    continue
+                at = datetime.fromtimestamp(now, UTC)
+                items.append(self._digest(subs[sub_id], entity, digest, at))
+                states.append((scope, key, msgspec.structs.replace(watching, pacing=pacing)))
+            if not items:
+                return
+            await self._record(items)
+            for scope, key, watching in states:
+                with partition_scope(scope):
+                    self.watching[key] = _encode.encode(watching)
+                self._digests.pop(key, None)
+            await self._push([item.id for item in items])
+
+    def _observe(
+        self, watching: Watching, sub: SubscriptionRecord, delta: DeltaView, at: datetime
+    ) -> tuple[Watching, list[NewNotification]]:
+        now = at.timestamp()
+        obs = Observation(
+            entity=delta.entity,
+            at=now,
+            score=delta.score,
+            level=delta.level,
+            previous_score=delta.previous,
+            previous_level=watching.last_level,
+            cause_event_id=delta.cause_event_id,
+            factors_changed=tuple(delta.factors_changed),
+        )
+        prefs = Preferences(
+            min_score=50.0 if sub.min_score is None else sub.min_score,
+            change_pct=sub.change_pct,
+        )
+        significance, signals = detect(watching.significance, obs, prefs)
+        pacing, send, digest = pace(watching.pacing, signals, now, self.pacing)
+        cause = delta.cause_event_id or f"v{delta.version}"
+        out = [self._new(sub, s, cause, delta.version, at) for s in send]
+        if digest is not None:
+            out.append(self._digest(sub, delta.entity, digest, at))
+        for item in out:
+            self.metrics.notifications.labels(item.kind, item.severity).inc()
+        return Watching(significance, pacing, last_level=delta.level), out
+
+    def _new(
+        self, sub: SubscriptionRecord, signal: Signal, cause: str, version: int, at: datetime
+    ) -> NewNotification:
+        key = dedup_key(sub.user_id, signal.entity, signal.kind, cause)
+        content = render(
+            signal.kind, signal.severity, signal.entity, signal.facts, sub.locale or "en"
+        )
+        return NewNotification(
+            id=notification_id(key),
+            dedup_key=key,
+            user_id=sub.user_id,
+            subscription_id=sub.id,
+            kind=signal.kind,
+            severity=signal.severity,
+            entity=signal.entity,
+            title=content.title,
+            body=content.body,
+            data={
+                **data_of(dict(signal.facts), signal.cause_event_id, version),
+                "action": content.action,
+            },
+            cause_event_id=signal.cause_event_id,
+            created_at=at,
+            deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
+        )
+
+    def _digest(
+        self, sub: SubscriptionRecord, entity: str, digest: Digest, at: datetime
+    ) -> NewNotification:
+        key = dedup_key(sub.user_id, entity, "digest", f"{digest.since}")
+        content = render_digest(
+            [(s.kind, s.severity, s.entity, s.facts) for s in digest.items],
+            sub.locale or "en",
+            total=digest.count,
+        )
+        worst = max(digest.items, key=lambda s: SEVERITY_RANK.get(s.severity, 0))
+        return NewNotification(
+            id=notification_id(key),
+            dedup_key=key,
+            user_id=sub.user_id,
+            subscription_id=sub.id,
+            kind=worst.kind,
+            severity=worst.severity,
+            entity=entity,
+            title=content.title,
+            body=content.body,
+            data={
+                "digest": True,
+                "count": digest.count,
+                "items": [
+                    {"kind": s.kind, "severity": s.severity, **s.facts} for s in digest.items
+                ],
+                "action": content.action,
+            },
+            cause_event_id=None,
+            created_at=at,
+            deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
+        )
+
+    async def _record(self, items: list[NewNotification]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                created = await asyncio.to_thread(record_notifications, self.engine, items)
+            except SQLAlchemyError as exc:
+                delay = backoff_delay(
+                    attempt, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
+                )
+                log.warning("notifications not recorded (%s); retrying in %.1fs", exc, delay)
+                self.metrics.db_failures.inc()
+                await asyncio.sleep(delay)
+                continue
+            self.metrics.notifications_created.inc(len(created))
+            return
+
+    async def _push(self, ids: list[str]) -> None:
+        """Send what is not on the live stream yet (also after a replay) and mark it."""
+        documents = await asyncio.to_thread(unpushed, self.engine, ids)
+        if not documents:
+            return
+        partitions = self.settings.partitions
+        for document in documents:
+            user = document.pop("user_id")
+            await self.output.send(
+                self.topics.notifications,
+                key=user.encode(),
+                value=orjson.dumps(document),
+                partition=partition_for(user, partitions),
+            )
+        await self.output.flush()
+        await asyncio.to_thread(mark_pushed, self.engine, [d["id"] for d in documents])
+
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

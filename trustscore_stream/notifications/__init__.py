@@ -1,0 +1,1 @@
+"""Notifications: significance, content and delivery (domain logic here is pure)."""

@@ -1,0 +1,77 @@
+"""What the notifier writes, derived deterministically from its causes (pure).
+
+A notification is created once per (user, entity, kind, cause): its id and dedup key are
+hashes of them, so a replay after a crash or a rebalance makes the same id again and the
+database keeps the first. The cause is the delta's `cause_event_id`, or its version when a
+change has no event (decay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from trustscore_stream.notifications.pacing import Pacing
+from trustscore_stream.notifications.significance import WatchState
+
+CHANNELS = ("in_app", "webhook", "email", "push", "sms")
+
+
+class SubscriptionRecord(msgspec.Struct, frozen=True):
+    """A subscription as the stream side keeps it (no secrets: delivery reads those from
+    the database)."""
+
+    id: str
+    user_id: str
+    entity: str
+    channels: tuple[str, ...]
+    min_score: float | None = None
+    change_pct: float | None = None
+    locale: str | None = None
+    webhook_url: str | None = None
+    email: str | None = None
+
+
+class SubscriptionChange(msgspec.Struct, frozen=True):
+    """A record of `trustscore-subscriptions` (key: the entity id)."""
+
+    op: str  # "put" | "delete"
+    subscription: SubscriptionRecord
+
+
+class Watching(msgspec.Struct, frozen=True):
+    """Per (subscription, entity): significance state and frequency state."""
+
+    significance: WatchState = msgspec.field(default_factory=WatchState)
+    pacing: Pacing = msgspec.field(default_factory=Pacing)
+    last_level: str | None = None  # deltas carry the previous score, not the previous level
+
+
+def dedup_key(user_id: str, entity: str, kind: str, cause: str) -> str:
+    digest = hashlib.sha256(f"{user_id}\x1f{entity}\x1f{kind}\x1f{cause}".encode())
+    return digest.hexdigest()
+
+
+def notification_id(key: str) -> str:
+    return key[:32]
+
+
+def targets(sub: SubscriptionRecord) -> list[tuple[str, str | None]]:
+    """(channel, target) of the deliveries a notification of `sub` needs besides in-app."""
+    out: list[tuple[str, str | None]] = []
+    for channel in sub.channels:
+        if channel == "webhook":
+            out.append((channel, sub.webhook_url))
+        elif channel == "email":
+            out.append((channel, sub.email))
+        elif channel in ("push", "sms"):
+            out.append((channel, sub.user_id))
+    return out
+
+
+def data_of(
+    facts: dict[str, Any], cause_event_id: str | None, version: int | None
+) -> dict[str, Any]:
+    return {**facts, "cause_event_id": cause_event_id, "version": version}
