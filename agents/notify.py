@@ -38,6 +38,7 @@ from trustscore_stream.db.notifications import (
     mark_pushed,
     record_notifications,
     unpushed,
+    wallet_subscriptions,
 )
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
@@ -47,6 +48,7 @@ from trustscore_stream.notifications.records import (
     SubscriptionChange,
     SubscriptionRecord,
     Watching,
+    alerts,
     data_of,
     dedup_key,
     notification_id,
@@ -83,6 +85,8 @@ class DeltaView(msgspec.Struct):
     previous: float | None = None
     cause_event_id: str | None = None
     factors_changed: list[str] = []
+    owner: str | None = None  # extension: an NFT's current owner
+    evidence: dict[str, list[str]] = {}  # extension: evidence of changed alert factors
 
 
 _delta = msgspec.json.Decoder(DeltaView)
@@ -124,6 +128,10 @@ class NotifyStage:
         self._scopes: dict[int, EventT[bytes]] = {}
         self._generation: int | None = None  # the assignment the two maps above belong to
         self._lock = asyncio.Lock()  # the notifier and the digest timer share the state
+        # Wallet subscriptions cover the NFTs the wallet holds: an NFT's delta names its
+        # owner, and its partition is not the wallet's, so every worker keeps all of them,
+        # reloaded from the database (their source of truth) every few seconds.
+        self.wallets: dict[str, list[SubscriptionRecord]] = {}
 
     def register(self, app: faust.App) -> None:
         self.app = app
@@ -132,6 +140,18 @@ class NotifyStage:
         app.timer(max(0.5, min(5.0, self.settings.notify_digest_interval_s / 4)))(
             self.send_due_digests
         )
+        app.timer(WALLET_RELOAD_S)(self.reload_wallets)
+
+    async def reload_wallets(self) -> None:
+        try:
+            rows = await asyncio.to_thread(wallet_subscriptions, self.engine)
+        except SQLAlchemyError as exc:  # keep the last good copy while the database is away
+            log.warning("wallet subscriptions not reloaded: %s", exc)
+            return
+        wallets: dict[str, list[SubscriptionRecord]] = {}
+        for row in rows:
+            wallets.setdefault(row["entity"], []).append(msgspec.convert(row, SubscriptionRecord))
+        self.wallets = wallets
 
     # -- subscriptions ------------------------------------------------------------------
 
@@ -182,9 +202,11 @@ class NotifyStage:
                 continue
             with partition_scope(event):
                 raw = self.subscriptions.get(delta.entity.encode())
-            if not raw:
-                continue
-            for sub in _subs.decode(raw).values():
+            subs = list(_subs.decode(raw).values()) if raw else []
+            if delta.owner and delta.entity.startswith("nft:"):
+                chain = delta.entity.split(":", 2)[1]
+                subs += self.wallets.get(f"wallet:{chain}:{delta.owner}", ())
+            for sub in subs:
                 key = f"{sub.id}|{delta.entity}".encode()
                 if key in states:
                     watching = states[key][1]
@@ -258,6 +280,7 @@ class NotifyStage:
         self, watching: Watching, sub: SubscriptionRecord, delta: DeltaView, at: datetime
     ) -> tuple[Watching, list[NewNotification]]:
         now = at.timestamp()
+        findings, severe, seen = alerts(delta.evidence, watching.seen)
         obs = Observation(
             entity=delta.entity,
             at=now,
@@ -267,6 +290,8 @@ class NotifyStage:
             previous_level=watching.last_level,
             cause_event_id=delta.cause_event_id,
             factors_changed=tuple(delta.factors_changed),
+            new_findings=findings,
+            high_severity_evidence=severe,
         )
         prefs = Preferences(
             min_score=50.0 if sub.min_score is None else sub.min_score,
@@ -280,7 +305,7 @@ class NotifyStage:
             out.append(self._digest(sub, delta.entity, digest, at))
         for item in out:
             self.metrics.notifications.labels(item.kind, item.severity).inc()
-        return Watching(significance, pacing, last_level=delta.level), out
+        return Watching(significance, pacing, last_level=delta.level, seen=seen), out
 
     def _new(
         self, sub: SubscriptionRecord, signal: Signal, cause: str, version: int, at: datetime
@@ -375,5 +400,7 @@ class NotifyStage:
         await self.output.flush()
         await asyncio.to_thread(mark_pushed, self.engine, [d["id"] for d in documents])
 
+
+WALLET_RELOAD_S = 3.0
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

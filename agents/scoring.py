@@ -273,6 +273,8 @@ class ScoringEngine:
                 published, publication = publish(
                     key, stored.published, result, cause, now, self.threshold
                 )
+                if isinstance(stored.state, NftState) and stored.state.provenance.owner:
+                    publication.owner = stored.state.provenance.owner
                 state_of.put(key, Stored(stored.state, published))
                 publications.append(publication)
                 rows.append(history_row(publication))

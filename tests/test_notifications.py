@@ -275,8 +275,8 @@ async def test_webhooks_email_in_app_and_authorisation(
 
 async def test_a_flood_of_changes_is_one_notification_and_a_digest(stack: Stack) -> None:
     """100 score changes of one entity within seconds, each significant for the subscription:
-    the first is sent, the others are grouped into one digest (the notifier's input, the deltas topic, is fed
-    directly: scoring is not what this test is about)."""
+    the first is sent, the others are grouped into one digest. The notifier's input, the
+    deltas topic, is fed directly: scoring is not what this test is about."""
     worker = stack.start_worker(
         "w1", extra={"TRUSTSCORE_JWT_SECRET": SECRET, "TRUSTSCORE_NOTIFY_DIGEST_INTERVAL": "8"}
     )
@@ -330,3 +330,53 @@ async def test_a_flood_of_changes_is_one_notification_and_a_digest(stack: Stack)
     assert len(digests) == 1
     # The first delta is the baseline; the second is the sent fall; the 98 others grouped.
     assert digests[0]["data"]["count"] == 98
+
+
+def nft_envelope(kind: str, event_id: str, token: int, payload: dict[str, Any]) -> dict[str, Any]:
+    envelope = sale(event_id, token=token)
+    envelope.update(type=kind, payload=payload, source="chain")
+    return envelope
+
+
+def finding_on(entity: str, event_id: str) -> dict[str, Any]:
+    envelope = fraud(event_id)
+    envelope["payload"].update(entity=entity, finding="stolen", severity="critical")
+    return envelope
+
+
+async def test_a_wallet_subscription_covers_the_nfts_it_receives(stack: Stack) -> None:
+    """Subscribed to a wallet: an NFT it received after subscribing is watched for it (a
+    critical finding on that NFT notifies), one that went to another wallet is not."""
+    worker = stack.start_worker("w1", extra={"TRUSTSCORE_JWT_SECRET": SECRET})
+    await worker.wait_ready()
+    holder, other = "0x" + "c7" * 20, "0x" + "d8" * 20
+    status, _ = await call(
+        worker,
+        "POST",
+        "/api/v1/subscriptions",
+        "u5",
+        {"entity": f"wallet:eth:{holder}", "channels": ["in_app"]},
+    )
+    assert status == 201
+    await asyncio.sleep(4)  # every worker reloads wallet subscriptions every 3 s
+    for token, to in ((11, holder), (12, other)):
+        await stack.produce(
+            [
+                [
+                    nft_envelope("mint", f"m{token}", token, {"to": WALLET_A}),
+                    nft_envelope("transfer", f"t{token}", token, {"from": WALLET_A, "to": to}),
+                ]
+            ]
+        )
+    await asyncio.sleep(2)  # the transfers' deltas: each watch starts above the line
+    await stack.produce([finding_on(f"nft:eth:{CONTRACT}:{t}", f"f{t}") for t in (11, 12)])
+
+    async def notified() -> Any:
+        _, found = await call(worker, "GET", "/api/v1/notifications", "u5")
+        kinds = {n["kind"] for n in found}
+        return found if {"fraud_finding", "score_threshold"} <= kinds else None
+
+    found = await eventually(notified, what="the wallet's notifications")
+    assert {n["entity"] for n in found} == {f"nft:eth:{CONTRACT}:11"}
+    finding = next(n for n in found if n["kind"] == "fraud_finding")
+    assert finding["severity"] == "critical" and finding["data"]["finding"] == "stolen"

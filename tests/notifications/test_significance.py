@@ -250,6 +250,17 @@ def test_score_change_subscription_pct_overrides_the_default() -> None:
     assert of("score_change", run(series([80.0, 60.0]), Preferences(change_pct=30.0))[1]) == []
 
 
+def test_score_change_a_fall_wins_when_both_directions_qualify() -> None:
+    # 40 → 80 is no change at 150 %; then, at 20 %, 60 is both −25 % from 80 and +50 % from 40.
+    state, _ = run(series([40.0, 80.0]), Preferences(change_pct=150.0))
+    _, per = run(
+        [ob(60.0, T0 + 2 * MINUTE, previous=80.0)], Preferences(change_pct=20.0), state=state
+    )
+    assert [(s.facts["direction"], s.facts["base"]) for s in of("score_change", per)] == [
+        ("down", 80.0)
+    ]
+
+
 def test_score_change_near_zero_is_measured_from_one_point() -> None:
     _, per = run(series([0.0, 0.1]))  # +0.1 point, not +∞ %
     assert of("score_change", per) == []
@@ -367,12 +378,14 @@ def test_every_new_finding_is_a_signal_at_its_severity() -> None:
         ("stolen", "critical", "f2"),
     ]
     assert sigs[1].facts["confidence"] == 0.95 and sigs[1].facts["evidence"] is None
+    assert sigs[1].facts["finding_severity"] == "critical"
 
 
 def test_finding_without_event_or_with_unknown_severity() -> None:
     _, per = run([ob(40.0, T0, findings=[Finding("other", "dire", 0.5)], cause="c")])
     [sig] = of("fraud_finding", per)
     assert sig.severity == "high" and sig.cause_event_id == "c"
+    assert sig.facts["finding_severity"] == "dire"
 
 
 def test_severe_evidence_is_a_high_fraud_finding_capped_per_observation() -> None:
@@ -410,6 +423,14 @@ def test_price_movement_rise_low_collapse_high() -> None:
 def test_price_movement_outside_a_day_or_without_a_floor_is_silent() -> None:
     assert of("price_movement", run(_floors([1.0, 0.7], step=25 * HOUR))[1]) == []
     assert of("price_movement", run(_floors([1.0, 0.0, None, 0.85]))[1]) == []
+
+
+def test_price_movement_from_dust_is_finite() -> None:
+    # A floor of 1e-308 is measured as a billionth; a move beyond any float is no move.
+    [sig] = of("price_movement", run(_floors([1e-308, 0.5]))[1])
+    assert sig.facts["previous_floor"] == 1e-308
+    assert math.isclose(float(sig.facts["change_pct"] or 0), 0.5 / 1e-9 * 100)
+    assert of("price_movement", run(_floors([1e-9, 1e300]))[1]) == []
 
 
 # detect as a whole --------------------------------------------------------------------------
@@ -581,7 +602,9 @@ def _check_state(state: WatchState, rules: Rules) -> None:
 
 def _check_signal(sig: Signal) -> None:
     assert sig.kind in KINDS and sig.severity in SEVERITIES
-    assert {"score", "level", "previous"} <= sig.facts.keys()
+    assert {"score", "level", "previous", "previous_level"} <= sig.facts.keys()
+    # A notification record carries it: it must encode (and come back the same).
+    assert msgspec.json.decode(msgspec.json.encode(sig), type=Signal) == sig
 
 
 SMALL = Rules(window_samples=3, anomaly_warmup=5, trend_warmup=1)

@@ -78,3 +78,22 @@ def test_ids_are_derived_from_the_cause() -> None:
     assert key == dedup_key("u1", NFT, "score_threshold", "ev-1")
     assert key != dedup_key("u2", NFT, "score_threshold", "ev-1")
     assert len(notification_id(key)) == 32
+
+
+def test_fraud_evidence_lines_are_read_back_as_findings() -> None:
+    from trustscore_stream.notifications.records import alerts
+    from trustscore_stream.scoring.fraud import FindingRecord, describe
+
+    line = describe(
+        "rug_pull", FindingRecord(severity=3, confidence=0.9, t=0, event_id="ev-9"), "x"
+    )
+    evidence = {
+        "fraud_risk": [line, "no unresolved fraud findings"],
+        "market_integrity": ["circular trade among 3 wallets (a, b, c)", "no wash trading"],
+    }
+    findings, severe, seen = alerts(evidence, ())
+    assert [(f.finding, f.severity, f.confidence, f.event_id) for f in findings] == [
+        ("rug_pull", "critical", 0.9, "ev-9")
+    ]
+    assert severe == ("circular trade among 3 wallets (a, b, c)",)
+    assert alerts(evidence, seen)[:2] == ((), ())  # reported once

@@ -152,6 +152,26 @@ def list_subscriptions(engine: Engine, user_id: str) -> list[dict[str, Any]]:
         return [subscription_document(sub) for sub in rows]
 
 
+def wallet_subscriptions(engine: Engine) -> list[dict[str, Any]]:
+    """Every subscription to a wallet, as the notifier keeps it (no secrets)."""
+    with Session(engine) as session:
+        rows = session.scalars(select(Subscription).where(Subscription.entity.like("wallet:%")))
+        return [
+            {
+                "id": sub.id,
+                "user_id": sub.user_id,
+                "entity": sub.entity,
+                "channels": tuple(sub.channels),
+                "min_score": sub.min_score,
+                "change_pct": sub.change_pct,
+                "locale": sub.locale,
+                "webhook_url": sub.webhook_url,
+                "email": sub.email,
+            }
+            for sub in rows
+        ]
+
+
 def get_subscription(engine: Engine, user_id: str, sub_id: str) -> dict[str, Any] | None:
     with Session(engine) as session:
         sub = session.get(Subscription, sub_id)

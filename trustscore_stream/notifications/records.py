@@ -9,12 +9,13 @@ change has no event (decay).
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import msgspec
 
 from trustscore_stream.notifications.pacing import Pacing
-from trustscore_stream.notifications.significance import WatchState
+from trustscore_stream.notifications.significance import Finding, WatchState
 
 CHANNELS = ("in_app", "webhook", "email", "push", "sms")
 
@@ -47,6 +48,7 @@ class Watching(msgspec.Struct, frozen=True):
     significance: WatchState = msgspec.field(default_factory=WatchState)
     pacing: Pacing = msgspec.field(default_factory=Pacing)
     last_level: str | None = None  # deltas carry the previous score, not the previous level
+    seen: tuple[str, ...] = ()  # alert evidence lines already reported (the newest)
 
 
 def dedup_key(user_id: str, entity: str, kind: str, cause: str) -> str:
@@ -75,3 +77,46 @@ def data_of(
     facts: dict[str, Any], cause_event_id: str | None, version: int | None
 ) -> dict[str, Any]:
     return {**facts, "cause_event_id": cause_event_id, "version": version}
+
+
+# The scoring model's fraud_risk evidence line for a finding (scoring/fraud.py `describe`;
+# tests/unit/test_pacing.py checks that the two agree).
+_FINDING = re.compile(
+    r"(?P<finding>[a-z_]+) \((?P<severity>low|medium|high|critical), "
+    r"confidence (?P<confidence>[0-9.]+)\) on .+ \(event (?P<event>.*)\)"
+)
+# Evidence of the other alert factors that is news in itself.
+SEVERE_MARKERS = ("circular trade", "round trip", "self-trade", "flagged wallet", "as suspicious")
+MAX_SEEN = 32
+
+
+def alerts(
+    evidence: dict[str, list[str]], seen: tuple[str, ...]
+) -> tuple[tuple[Finding, ...], tuple[str, ...], tuple[str, ...]]:
+    """(new findings, new severe evidence lines, seen') from a delta's `evidence`."""
+    findings: list[Finding] = []
+    severe: list[str] = []
+    known = set(seen)
+    fresh: list[str] = []
+    for factor, lines in evidence.items():
+        for line in lines:
+            if line in known:
+                continue
+            known.add(line)
+            if factor == "fraud_risk":
+                match = _FINDING.fullmatch(line)
+                if match is None:
+                    continue
+                fresh.append(line)
+                findings.append(
+                    Finding(
+                        finding=match["finding"],
+                        severity=match["severity"],
+                        confidence=float(match["confidence"]),
+                        event_id=match["event"] or None,
+                    )
+                )
+            elif any(marker in line for marker in SEVERE_MARKERS):
+                fresh.append(line)
+                severe.append(line)
+    return tuple(findings), tuple(severe), (*seen, *fresh)[-MAX_SEEN:]

@@ -94,23 +94,26 @@ class Preferences(msgspec.Struct, frozen=True):
     """Per subscription (CONTRACT §5)."""
 
     min_score: float = 50.0
-    change_pct: float | None = None  # user-defined relative score change that matters, %
+    # User-defined relative score change that matters, %, either way (0: every move).
+    change_pct: float | None = None
 
 
 class Signal(msgspec.Struct, frozen=True):
-    """A significant change for one subscription. `facts` always has `score`, `level` and
-    `previous` (the score this watch saw before, or None), plus per kind:
+    """A significant change for one subscription. `cause_event_id` is the observation's, or
+    for a reported finding the finding's own event. `facts` always has `score`, `level`,
+    `previous` and `previous_level` (what this watch saw before, or None), plus per kind:
 
     - score_threshold: `threshold`;
-    - risk_level_change: `previous_level`, `direction` ("worse" | "better" | "other");
+    - risk_level_change: `direction` ("worse" | "better" | "other");
     - score_change: `change_pct` (signed), `base` (the window's extreme it is measured from),
       `since_s` (seconds since that extreme), `window_s`, `direction` ("down" | "up");
     - anomaly: `change`, `z`, `mean`, `std`, `samples`;
     - trend_reversal: `slope` and `previous_slope` (EMA, points/hour), `direction` (the new one);
     - price_movement: `floor`, `previous_floor` (the window's extreme), `change_pct`,
       `since_s`, `window_s`, `direction`;
-    - fraud_finding: `finding` (a finding kind, or "severe_evidence"), `confidence`,
-      `finding_event_id`, `evidence` (the evidence line, or None).
+    - fraud_finding: `finding` (a finding kind, or "severe_evidence"), `finding_severity`
+      (as reported, or None), `confidence`, `finding_event_id`, `evidence` (the evidence
+      line, or None).
     """
 
     kind: str
@@ -262,6 +265,7 @@ def _fraud(obs: Observation, rules: Rules) -> list[tuple[str, dict[str, Fact]]]:
         severity = f.severity if f.severity in SEVERITIES else "high"
         facts: dict[str, Fact] = {
             "finding": f.finding,
+            "finding_severity": f.severity,  # as reported; the signal's is a known one
             "confidence": f.confidence,
             "finding_event_id": f.event_id,
             "evidence": None,
@@ -270,6 +274,7 @@ def _fraud(obs: Observation, rules: Rules) -> list[tuple[str, dict[str, Fact]]]:
     for line in obs.high_severity_evidence[: max(0, rules.max_evidence_signals)]:
         facts = {
             "finding": "severe_evidence",
+            "finding_severity": None,
             "confidence": None,
             "finding_event_id": None,
             "evidence": line,
@@ -371,7 +376,12 @@ def detect(
     now = obs.at if state.at is None else max(state.at, obs.at)
     reference = state.score if seen else _finite(obs.previous_score)
     previous_level = state.level if seen else obs.previous_level
-    base: dict[str, Fact] = {"score": score, "level": obs.level, "previous": reference}
+    base: dict[str, Fact] = {
+        "score": score,
+        "level": obs.level,
+        "previous": reference,
+        "previous_level": previous_level,
+    }
     found: list[tuple[str, str, dict[str, Fact]]] = []  # (kind, severity, extra facts)
 
     for severity, facts in _fraud(obs, rules):
@@ -379,8 +389,7 @@ def detect(
 
     if previous_level is not None and previous_level != obs.level:
         severity, direction = _level_severity(previous_level, obs.level)
-        facts = {"previous_level": previous_level, "direction": direction}
-        found.append(("risk_level_change", severity, facts))
+        found.append(("risk_level_change", severity, {"direction": direction}))
 
     armed, crossed = _threshold(state, reference, score, prefs, rules)
     if crossed:

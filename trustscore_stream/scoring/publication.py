@@ -53,6 +53,7 @@ class Publication(msgspec.Struct, gc=False):
     at: datetime
     result: ScoreResult
     emit: bool
+    owner: str | None = None  # an NFT's current owner (wallet address), when known
 
 
 def is_new_version(previous: Published, result: ScoreResult) -> bool:
@@ -105,10 +106,17 @@ def publish(
     return published, publication
 
 
+# Factors whose new evidence can be news in itself (a finding, a wash-trading ring, a
+# flagged owner): a delta carries their evidence when they changed, for the notifier.
+ALERT_FACTORS = ("fraud_risk", "market_integrity", "provenance")
+MAX_EVIDENCE = 5
+
+
 def delta_record(p: Publication) -> dict[str, Any]:
-    """The CONTRACT §6 delta: the SSE `score` data plus `model_version`."""
+    """The CONTRACT §6 delta: the SSE `score` data plus `model_version`, extended with
+    `owner` (NFTs) and `evidence` of the alert factors that changed."""
     previous = p.previous
-    return {
+    record = {
         "entity": p.entity,
         "score": p.score,
         "previous": previous,
@@ -120,6 +128,16 @@ def delta_record(p: Publication) -> dict[str, Any]:
         "at": rfc3339(p.at),
         "model_version": p.result.model_version,
     }
+    if p.owner:
+        record["owner"] = p.owner
+    evidence = {
+        fid: list(p.result.factors[fid].evidence[:MAX_EVIDENCE])
+        for fid in ALERT_FACTORS
+        if fid in p.factors_changed and fid in p.result.factors
+    }
+    if evidence:
+        record["evidence"] = evidence
+    return record
 
 
 def score_document(entity: str, result: ScoreResult, published: Published) -> dict[str, Any]:
