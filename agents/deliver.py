@@ -27,6 +27,7 @@ from trustscore_stream.db.notifications import (
     AttemptOutcome,
     DeliveryJob,
     claim_due_deliveries,
+    escalate_unread,
     record_attempts,
 )
 from trustscore_stream.events.retry import backoff_delay
@@ -58,6 +59,11 @@ class DeliveryStage:
 
     async def tick(self) -> None:
         try:
+            after = timedelta(seconds=self.settings.escalate_after_s)
+            escalated = await asyncio.to_thread(
+                escalate_unread, self.engine, datetime.now(UTC), after
+            )
+            self.metrics.escalations.inc(escalated)
             while await self.round() == CLAIM_BATCH:
                 pass  # a full batch: there may be more due right now
         except SQLAlchemyError as exc:  # the database is down: the outbox waits for it

@@ -148,6 +148,7 @@ async def test_webhooks_email_in_app_and_authorisation(
             "TRUSTSCORE_SMTP_HOST": "127.0.0.1",
             "TRUSTSCORE_SMTP_PORT": str(smtp_port),
             "TRUSTSCORE_SMTP_STARTTLS": "0",
+            "TRUSTSCORE_ESCALATE_AFTER": "3",
         },
     )
     await worker.wait_ready()
@@ -242,6 +243,22 @@ async def test_webhooks_email_in_app_and_authorisation(
     assert report[0]["last_error"] == "HTTP 500"
     dead = await stack.consume("trustscore-deliveries-dlq", until=1)
     assert report[0]["id"] in {orjson.loads(r.value)["delivery_id"] for r in dead}
+
+    # A critical notification left unread is sent again on the next channel after in_app.
+    async def escalated() -> Any:
+        _, found = await call(worker, "GET", "/api/v1/notifications?unread=true", "u1")
+        for n in (n for n in found if n["severity"] == "critical"):
+            _, report = await call(
+                worker, "GET", f"/api/v1/notifications/{n['id']}/deliveries", "u1"
+            )
+            again = [d for d in report if d["purpose"] == "escalation" and d["status"] == "sent"]
+            if again:
+                return n, again
+        return None
+
+    critical, again = await eventually(escalated, what="an escalation")
+    assert [d["channel"] for d in again] == ["webhook"]
+    assert len(await delivered("ok", critical["id"])) == 2  # the first send and the reminder
 
     # In-app: listed, pushed on the user's SSE channel, marked read.
     await live.wait_for(1)

@@ -183,6 +183,11 @@ class Metrics:
             "Notifications newly written to the database (replays excluded)",
             registry=r,
         )
+        self.escalations = Counter(
+            "trustscore_notification_escalations_total",
+            "Unread critical notifications sent again on the next channel",
+            registry=r,
+        )
         self.deliveries = Counter(
             "trustscore_notification_deliveries_total",
             "Delivery attempts by channel and result (sent, retry, dead)",

@@ -95,6 +95,7 @@ class Settings:
     delivery_max_delay_s: float = 900.0
     delivery_timeout_s: float = 10.0
     delivery_poll_s: float = 1.0
+    escalate_after_s: float = 900.0  # a critical in-app notification unread this long
     push_url: str | None = None  # provider endpoint for `push` (POST JSON)
     sms_url: str | None = None  # provider endpoint for `sms` (POST JSON)
     smtp_host: str | None = None
@@ -230,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_max_delay_s=env_float(env, "TRUSTSCORE_DELIVERY_MAX_DELAY", 900.0),
         delivery_timeout_s=env_float(env, "TRUSTSCORE_DELIVERY_TIMEOUT", 10.0, 0.1),
         delivery_poll_s=env_float(env, "TRUSTSCORE_DELIVERY_POLL", 1.0, 0.05),
+        escalate_after_s=env_float(env, "TRUSTSCORE_ESCALATE_AFTER", 900.0),
         push_url=env.get("TRUSTSCORE_PUSH_URL") or None,
         sms_url=env.get("TRUSTSCORE_SMS_URL") or None,
         smtp_host=env.get("TRUSTSCORE_SMTP_HOST") or None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -98,3 +99,25 @@ def test_a_delivery_is_claimed_once_retried_then_dead(engine: Engine) -> None:
     repo.record_notifications(engine, [other])
     assert len(repo.claim_due_deliveries(engine, T0, 10, lease)) == 1
     assert len(repo.claim_due_deliveries(engine, T0 + lease + lease, 10, lease)) == 1
+
+
+def test_unread_critical_notifications_are_escalated_once(engine: Engine) -> None:
+    sub = repo.create_subscription(engine, "u1", spec())
+    only_app = repo.create_subscription(engine, "u1", spec(channels=("in_app",), webhook_url=None))
+    critical = [
+        replace(notification("u1", s["id"], cause), severity="critical", deliveries=())
+        for s, cause in ((sub, "ev-1"), (sub, "ev-2"), (only_app, "ev-3"))
+    ]
+    repo.record_notifications(engine, critical)
+    repo.mark_read(engine, "u1", critical[1].id)
+    after = timedelta(minutes=15)
+    assert repo.escalate_unread(engine, T0 + timedelta(minutes=14), after) == 0
+    assert repo.escalate_unread(engine, T0 + timedelta(minutes=16), after) == 1  # ev-1 only
+    assert repo.escalate_unread(engine, T0 + timedelta(minutes=30), after) == 0  # once
+    (report,) = repo.delivery_report(engine, "u1", critical[0].id)
+    assert (report["channel"], report["purpose"], report["status"]) == (
+        "webhook",
+        "escalation",
+        "queued",
+    )
+    assert repo.delivery_report(engine, "u1", critical[2].id) == []  # nowhere to escalate to

@@ -190,6 +190,7 @@ class Notification(Base):
     # rebalances do: the id is derived from them and this key is unique.
     dedup_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # sent to the SSE topic
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     kind: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     entity: Mapped[str] = mapped_column(String(ENTITY_LEN))
@@ -216,6 +217,8 @@ class Delivery(Base):
     )
     user_id: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(16))
+    # "first" or "escalation" (a critical notification left unread, sent again)
+    purpose: Mapped[str] = mapped_column(String(16), default="first", server_default="first")
     target: Mapped[str | None] = mapped_column(String(2048))  # URL or address
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sent|dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -311,6 +311,7 @@ def delivery_report(
                 {
                     "id": d.id,
                     "channel": d.channel,
+                    "purpose": d.purpose,
                     "status": d.status,
                     "attempts": [
                         {
@@ -397,3 +398,45 @@ def record_attempts(engine: Engine, outcomes: Sequence[AttemptOutcome]) -> None:
             if o.retry_at is not None:
                 values["next_attempt_at"] = o.retry_at
             session.execute(update(Delivery).where(Delivery.id == o.delivery_id).values(**values))
+
+
+def escalate_unread(engine: Engine, now: datetime, after: timedelta) -> int:
+    """Critical notifications unread for `after`: queue them once more on the first channel
+    of their subscription after `in_app` (a reminder where the user may see it sooner).
+    Each is escalated at most once; one with nowhere to go is only marked. Returns how many
+    deliveries were queued."""
+    queued = 0
+    with Session(engine) as session, session.begin():
+        due = session.scalars(
+            select(Notification)
+            .where(
+                Notification.severity == "critical",
+                Notification.read_at.is_(None),
+                Notification.escalated_at.is_(None),
+                Notification.created_at <= now - after,
+            )
+            .limit(500)
+        ).all()
+        for n in due:
+            n.escalated_at = now
+            sub = session.get(Subscription, n.subscription_id) if n.subscription_id else None
+            if sub is None:
+                continue
+            channel = next((c for c in sub.channels if c != "in_app"), None)
+            if channel is None:
+                continue
+            target = {"webhook": sub.webhook_url, "email": sub.email}.get(channel, sub.user_id)
+            session.add(
+                Delivery(
+                    notification_id=n.id,
+                    user_id=n.user_id,
+                    channel=channel,
+                    purpose="escalation",
+                    target=target,
+                    status="queued",
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+            )
+            queued += 1
+    return queued
