@@ -42,7 +42,7 @@ from trustscore_stream.db.notifications import (
 )
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
-from trustscore_stream.notifications.content import render, render_digest
+from trustscore_stream.notifications.content import Content, render, render_digest
 from trustscore_stream.notifications.pacing import Digest, PacingRules, flush, pace
 from trustscore_stream.notifications.records import (
     SubscriptionChange,
@@ -310,60 +310,36 @@ class NotifyStage:
     def _new(
         self, sub: SubscriptionRecord, signal: Signal, cause: str, version: int, at: datetime
     ) -> NewNotification:
-        key = dedup_key(sub.user_id, signal.entity, signal.kind, cause)
         content = render(
             signal.kind, signal.severity, signal.entity, signal.facts, sub.locale or "en"
         )
-        return NewNotification(
-            id=notification_id(key),
-            dedup_key=key,
-            user_id=sub.user_id,
-            subscription_id=sub.id,
-            kind=signal.kind,
-            severity=signal.severity,
-            entity=signal.entity,
-            title=content.title,
-            body=content.body,
-            data={
-                **data_of(dict(signal.facts), signal.cause_event_id, version),
-                "action": content.action,
-            },
-            cause_event_id=signal.cause_event_id,
-            created_at=at,
-            deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
+        data = data_of(dict(signal.facts), signal.cause_event_id, version)
+        return notification(
+            sub,
+            signal.kind,
+            signal.severity,
+            signal.entity,
+            cause,
+            content,
+            data,
+            at,
+            signal.cause_event_id,
         )
 
     def _digest(
         self, sub: SubscriptionRecord, entity: str, digest: Digest, at: datetime
     ) -> NewNotification:
-        key = dedup_key(sub.user_id, entity, "digest", f"{digest.since}")
         content = render_digest(
             [(s.kind, s.severity, s.entity, s.facts) for s in digest.items],
             sub.locale or "en",
             total=digest.count,
         )
         worst = max(digest.items, key=lambda s: SEVERITY_RANK.get(s.severity, 0))
-        return NewNotification(
-            id=notification_id(key),
-            dedup_key=key,
-            user_id=sub.user_id,
-            subscription_id=sub.id,
-            kind=worst.kind,
-            severity=worst.severity,
-            entity=entity,
-            title=content.title,
-            body=content.body,
-            data={
-                "digest": True,
-                "count": digest.count,
-                "items": [
-                    {"kind": s.kind, "severity": s.severity, **s.facts} for s in digest.items
-                ],
-                "action": content.action,
-            },
-            cause_event_id=None,
-            created_at=at,
-            deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
+        items = [{"kind": s.kind, "severity": s.severity, **s.facts} for s in digest.items]
+        data = {"digest": True, "count": digest.count, "items": items}
+        # The dedup cause is the digest's start: a replay makes the same digest once.
+        return notification(
+            sub, worst.kind, worst.severity, entity, f"digest:{digest.since}", content, data, at
         )
 
     async def _record(self, items: list[NewNotification]) -> None:
@@ -402,5 +378,36 @@ class NotifyStage:
 
 
 WALLET_RELOAD_S = 3.0
+
+
+def notification(
+    sub: SubscriptionRecord,
+    kind: str,
+    severity: str,
+    entity: str,
+    cause: str,
+    content: Content,
+    data: dict[str, Any],
+    at: datetime,
+    cause_event_id: str | None = None,
+) -> NewNotification:
+    """A notification of `sub`, identified by (user, entity, kind, cause)."""
+    key = dedup_key(sub.user_id, entity, kind, cause)
+    return NewNotification(
+        id=notification_id(key),
+        dedup_key=key,
+        user_id=sub.user_id,
+        subscription_id=sub.id,
+        kind=kind,
+        severity=severity,
+        entity=entity,
+        title=content.title,
+        body=content.body,
+        data={**data, "action": content.action},
+        cause_event_id=cause_event_id,
+        created_at=at,
+        deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
+    )
+
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

@@ -13,6 +13,7 @@ scored eagerly while someone watches it).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ import faust
 import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
+from sqlalchemy import Engine
 
 from trustscore_stream.agents.notify import subscription_change
 from trustscore_stream.agents.watch import watch_record
@@ -167,24 +169,30 @@ def register_notifications(app: faust.App, runtime: Runtime) -> None:
                 return user
             return _json(await asyncio.to_thread(repo.list_subscriptions, engine, user))
 
+    async def owned(
+        request: Request, lookup: Callable[[Engine, str, str], Any], item: str, what: str
+    ) -> tuple[str, Any] | Response:
+        """(user, result) of `lookup(engine, user, item)`; 401 without a user, 404 when the
+        user has no such item (another user's id included)."""
+        user = authenticated(request)
+        if not isinstance(user, str):
+            return user
+        found = await asyncio.to_thread(lookup, engine, user, item)
+        if found is None:
+            return _error(404, "not_found", f"no such {what}")
+        return user, found
+
     @app.page("/api/v1/subscriptions/{sub_id}")
     class OneSubscription(View):
         async def get(self, request: Request, sub_id: str) -> Response:
-            user = authenticated(request)
-            if not isinstance(user, str):
-                return user
-            found = await asyncio.to_thread(repo.get_subscription, engine, user, sub_id)
-            if found is None:
-                return _error(404, "not_found", "no such subscription")
-            return _json(found)
+            found = await owned(request, repo.get_subscription, sub_id, "subscription")
+            return found if not isinstance(found, tuple) else _json(found[1])
 
         async def delete(self, request: Request, sub_id: str) -> Response:
-            user = authenticated(request)
-            if not isinstance(user, str):
-                return user
-            deleted = await asyncio.to_thread(repo.delete_subscription, engine, user, sub_id)
-            if deleted is None:
-                return _error(404, "not_found", "no such subscription")
+            found = await owned(request, repo.delete_subscription, sub_id, "subscription")
+            if not isinstance(found, tuple):
+                return found
+            user, deleted = found
             await announce("delete", deleted, user)
             return cast(Response, web.Response(status=204))
 
@@ -207,21 +215,11 @@ def register_notifications(app: faust.App, runtime: Runtime) -> None:
     @app.page("/api/v1/notifications/{notification_id}/read")
     class Read(View):
         async def post(self, request: Request, notification_id: str) -> Response:
-            user = authenticated(request)
-            if not isinstance(user, str):
-                return user
-            found = await asyncio.to_thread(repo.mark_read, engine, user, notification_id)
-            if found is None:
-                return _error(404, "not_found", "no such notification")
-            return _json(found)
+            found = await owned(request, repo.mark_read, notification_id, "notification")
+            return found if not isinstance(found, tuple) else _json(found[1])
 
     @app.page("/api/v1/notifications/{notification_id}/deliveries")
     class Deliveries(View):
         async def get(self, request: Request, notification_id: str) -> Response:
-            user = authenticated(request)
-            if not isinstance(user, str):
-                return user
-            found = await asyncio.to_thread(repo.delivery_report, engine, user, notification_id)
-            if found is None:
-                return _error(404, "not_found", "no such notification")
-            return _json(found)
+            found = await owned(request, repo.delivery_report, notification_id, "notification")
+            return found if not isinstance(found, tuple) else _json(found[1])

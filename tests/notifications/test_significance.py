@@ -12,6 +12,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trustscore_stream.notifications.content import KINDS as CONTENT_KINDS
 from trustscore_stream.notifications.significance import (
     DEFAULT_RULES,
     LEVELS,
@@ -37,15 +38,7 @@ T0 = 1_790_000_000.0
 MINUTE = 60.0
 HOUR = 3600.0
 ENTITY = "collection:eth:0x" + "c0" * 20
-KINDS = {
-    "score_threshold",
-    "score_change",
-    "trend_reversal",
-    "anomaly",
-    "fraud_finding",
-    "price_movement",
-    "risk_level_change",
-}
+KINDS = set(CONTENT_KINDS) - {"market_condition"}  # nothing detects market conditions
 H = DEFAULT_RULES.threshold_hysteresis
 PREFS = Preferences()
 FRESH = WatchState()
