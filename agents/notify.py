@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -36,6 +36,7 @@ from trustscore_stream.db.notifications import (
     NewDelivery,
     NewNotification,
     mark_pushed,
+    recent_counts,
     record_notifications,
     unpushed,
     wallet_subscriptions,
@@ -43,7 +44,7 @@ from trustscore_stream.db.notifications import (
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.notifications.content import Content, render, render_digest
-from trustscore_stream.notifications.pacing import Digest, PacingRules, flush, pace
+from trustscore_stream.notifications.pacing import Digest, PacingRules, flush, group, pace
 from trustscore_stream.notifications.records import (
     SubscriptionChange,
     SubscriptionRecord,
@@ -190,7 +191,7 @@ class NotifyStage:
             await ack_all(stream, events)
 
     async def _notify(self, events: list[EventT[bytes]]) -> None:
-        items: list[NewNotification] = []
+        pending: list[tuple[bytes, NewNotification, Signal | None]] = []
         # The batch's own state per watch: later deltas of an entity see earlier ones.
         states: dict[bytes, tuple[EventT[bytes], Watching]] = {}
         for event in events:
@@ -215,8 +216,9 @@ class NotifyStage:
                         stored = self.watching.get(key)
                     watching = _watching.decode(stored) if stored else Watching()
                 watching, new = self._observe(watching, sub, delta, at)
-                items += new
+                pending += [(key, item, signal) for item, signal in new]
                 states[key] = (event, watching)
+        items = await self._cap_per_user(pending, states) if pending else []
         if items:
             await self._record(items)
         for key, (event, watching) in states.items():
@@ -265,7 +267,9 @@ class NotifyStage:
                 if digest is None:
                     continue
                 at = datetime.fromtimestamp(now, UTC)
-                items.append(self._digest(subs[sub_id], entity, digest, at))
+                item = self._digest(subs[sub_id], entity, digest, at)
+                self.metrics.notifications.labels(item.kind, item.severity).inc()
+                items.append(item)
                 states.append((scope, key, msgspec.structs.replace(watching, pacing=pacing)))
             if not items:
                 return
@@ -278,7 +282,7 @@ class NotifyStage:
 
     def _observe(
         self, watching: Watching, sub: SubscriptionRecord, delta: DeltaView, at: datetime
-    ) -> tuple[Watching, list[NewNotification]]:
+    ) -> tuple[Watching, list[tuple[NewNotification, Signal | None]]]:
         now = at.timestamp()
         findings, severe, seen = alerts(delta.evidence, watching.seen)
         obs = Observation(
@@ -300,11 +304,11 @@ class NotifyStage:
         significance, signals = detect(watching.significance, obs, prefs)
         pacing, send, digest = pace(watching.pacing, signals, now, self.pacing)
         cause = delta.cause_event_id or f"v{delta.version}"
-        out = [self._new(sub, s, cause, delta.version, at) for s in send]
+        out: list[tuple[NewNotification, Signal | None]] = [
+            (self._new(sub, s, cause, delta.version, at), s) for s in send
+        ]
         if digest is not None:
-            out.append(self._digest(sub, delta.entity, digest, at))
-        for item in out:
-            self.metrics.notifications.labels(item.kind, item.severity).inc()
+            out.append((self._digest(sub, delta.entity, digest, at), None))
         return Watching(significance, pacing, last_level=delta.level, seen=seen), out
 
     def _new(
@@ -342,22 +346,62 @@ class NotifyStage:
             sub, worst.kind, worst.severity, entity, f"digest:{digest.since}", content, data, at
         )
 
-    async def _record(self, items: list[NewNotification]) -> None:
+    async def _cap_per_user(
+        self,
+        pending: list[tuple[bytes, NewNotification, Signal | None]],
+        states: dict[bytes, tuple[EventT[bytes], Watching]],
+    ) -> list[NewNotification]:
+        """Hold back what would take a user past the hourly cap (across all their
+        subscriptions): those items join their watch's digest. Critical items and digests
+        are never held. Counts come from the database, where every worker records."""
+        cappable = [item for _, item, signal in pending if signal is not None]
+        cappable = [item for item in cappable if item.severity != "critical"]
+        counts: dict[str, int] = {}
+        if cappable:
+            newest = max(item.created_at for item in cappable)
+            counts = await self._with_db(
+                recent_counts,
+                sorted({item.user_id for item in cappable}),
+                newest - timedelta(hours=1),
+                [item.dedup_key for _, item, _ in pending],
+            )
+        items: list[NewNotification] = []
+        for key, item, signal in pending:
+            held = (
+                signal is not None
+                and item.severity != "critical"
+                and counts.get(item.user_id, 0) >= self.settings.notify_user_cap_per_hour
+            )
+            if held and signal is not None:
+                event, watching = states[key]
+                pacing = group(watching.pacing, signal, item.created_at.timestamp(), self.pacing)
+                states[key] = (event, msgspec.structs.replace(watching, pacing=pacing))
+                continue
+            if signal is not None and item.severity != "critical":
+                counts[item.user_id] = counts.get(item.user_id, 0) + 1
+            self.metrics.notifications.labels(item.kind, item.severity).inc()
+            items.append(item)
+        return items
+
+    async def _with_db(self, work: Any, *args: Any) -> Any:
+        """Run a repository call, retrying while the database is away (nothing is lost:
+        the batch is not acknowledged until it went through)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                created = await asyncio.to_thread(record_notifications, self.engine, items)
+                return await asyncio.to_thread(work, self.engine, *args)
             except SQLAlchemyError as exc:
                 delay = backoff_delay(
                     attempt, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
                 )
-                log.warning("notifications not recorded (%s); retrying in %.1fs", exc, delay)
+                log.warning("notifier database call failed (%s); retrying in %.1fs", exc, delay)
                 self.metrics.db_failures.inc()
                 await asyncio.sleep(delay)
-                continue
-            self.metrics.notifications_created.inc(len(created))
-            return
+
+    async def _record(self, items: list[NewNotification]) -> None:
+        created = await self._with_db(record_notifications, items)
+        self.metrics.notifications_created.inc(len(created))
 
     async def _push(self, ids: list[str]) -> None:
         """Send what is not on the live stream yet (also after a replay) and mark it."""

@@ -295,7 +295,12 @@ async def test_a_flood_of_changes_is_one_notification_and_a_digest(stack: Stack)
     the first is sent, the others are grouped into one digest. The notifier's input, the
     deltas topic, is fed directly: scoring is not what this test is about."""
     worker = stack.start_worker(
-        "w1", extra={"TRUSTSCORE_JWT_SECRET": SECRET, "TRUSTSCORE_NOTIFY_DIGEST_INTERVAL": "8"}
+        "w1",
+        extra={
+            "TRUSTSCORE_JWT_SECRET": SECRET,
+            "TRUSTSCORE_NOTIFY_DIGEST_INTERVAL": "8",
+            "TRUSTSCORE_NOTIFY_USER_CAP_PER_HOUR": "2",
+        },
     )
     await worker.wait_ready()
     entity = f"nft:eth:{CONTRACT}:9"
@@ -308,7 +313,41 @@ async def test_a_flood_of_changes_is_one_notification_and_a_digest(stack: Stack)
     )
     assert status == 201
     await asyncio.sleep(2)  # the subscription reaches the notifier's table
+    # u6 watches four NFTs; the cap lets two falls through at once, the rest wait.
+    capped = [f"nft:eth:{CONTRACT}:{t}" for t in range(20, 24)]
+    for other in capped:
+        status, _ = await call(
+            worker,
+            "POST",
+            "/api/v1/subscriptions",
+            "u6",
+            {"entity": other, "change_pct": 0.5, "channels": ["in_app"]},
+        )
+        assert status == 201
+    await asyncio.sleep(2)  # the subscriptions reach the notifier's table
     producer = await stack.producer()
+    for version, score in ((1, 75.0), (2, 70.0)):
+        for other in capped:
+            await producer.send_and_wait(
+                stack.topic("trustscore-deltas"),
+                orjson.dumps(
+                    {
+                        "entity": other,
+                        "score": score,
+                        "previous": None,
+                        "delta": None,
+                        "level": "moderate",
+                        "factors_changed": [],
+                        "cause_event_id": f"c{version}",
+                        "version": version,
+                        "at": now_rfc3339(),
+                        "model_version": "1",
+                    }
+                ),
+                key=other.encode(),
+                partition=partition_for(other, stack.partitions),
+            )
+        await asyncio.sleep(1)
     partition = partition_for(entity, stack.partitions)
     previous = None
     for i in range(100):  # moderate, bouncing between 75 and 74: each move is 1.3 %
@@ -347,6 +386,11 @@ async def test_a_flood_of_changes_is_one_notification_and_a_digest(stack: Stack)
     assert len(digests) == 1
     # The first delta is the baseline; the second is the sent fall; the 98 others grouped.
     assert digests[0]["data"]["count"] == 98
+
+    # u6: two immediate, two held back by the user's hourly cap and sent as digests.
+    _, found = await call(worker, "GET", "/api/v1/notifications", "u6")
+    assert sorted(bool(n["data"].get("digest")) for n in found) == [False, False, True, True]
+    assert len({n["entity"] for n in found}) == 4
 
 
 def nft_envelope(kind: str, event_id: str, token: int, payload: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class Settings:
     sse_send_buffer: int = 0
     # Notifications (docs/notifications.md): frequency management per subscription and entity.
     notify_cooldown_s: float = 600.0
-    notify_cap_per_hour: int = 20
+    notify_cap_per_hour: int = 20  # per subscription and entity
+    notify_user_cap_per_hour: int = 50  # per user, all subscriptions together
     notify_digest_interval_s: float = 900.0
     # Delivery: attempts (first included), backoff with jitter, per-attempt timeout.
     delivery_max_attempts: int = 6
@@ -225,6 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sse_send_buffer=_int(env, "TRUSTSCORE_SSE_SEND_BUFFER", 0, 0),
         notify_cooldown_s=env_float(env, "TRUSTSCORE_NOTIFY_COOLDOWN", 600.0),
         notify_cap_per_hour=_int(env, "TRUSTSCORE_NOTIFY_CAP_PER_HOUR", 20, 1),
+        notify_user_cap_per_hour=_int(env, "TRUSTSCORE_NOTIFY_USER_CAP_PER_HOUR", 50, 1),
         notify_digest_interval_s=env_float(env, "TRUSTSCORE_NOTIFY_DIGEST_INTERVAL", 900.0, 0.1),
         delivery_max_attempts=_int(env, "TRUSTSCORE_DELIVERY_MAX_ATTEMPTS", 6, 1),
         delivery_base_delay_s=env_float(env, "TRUSTSCORE_DELIVERY_BASE_DELAY", 2.0),

@@ -121,3 +121,14 @@ def test_unread_critical_notifications_are_escalated_once(engine: Engine) -> Non
         "queued",
     )
     assert repo.delivery_report(engine, "u1", critical[2].id) == []  # nowhere to escalate to
+
+
+def test_recent_counts_leave_out_critical_old_and_excluded(engine: Engine) -> None:
+    sub = repo.create_subscription(engine, "u1", spec(channels=("in_app",), webhook_url=None))
+    old = replace(notification("u1", sub["id"], "old"), created_at=T0 - timedelta(hours=2))
+    critical = replace(notification("u1", sub["id"], "crit"), severity="critical")
+    recent = [notification("u1", sub["id"], f"r{i}") for i in range(3)]
+    repo.record_notifications(engine, [old, critical, *recent])
+    since = T0 - timedelta(hours=1)
+    assert repo.recent_counts(engine, ["u1", "u2"], since, []) == {"u1": 3}
+    assert repo.recent_counts(engine, ["u1"], since, [recent[0].dedup_key]) == {"u1": 2}

@@ -97,3 +97,12 @@ def test_fraud_evidence_lines_are_read_back_as_findings() -> None:
     ]
     assert severe == ("circular trade among 3 wallets (a, b, c)",)
     assert alerts(evidence, seen)[:2] == ((), ())  # reported once
+
+
+def test_group_adds_a_held_signal_to_the_digest() -> None:
+    from trustscore_stream.notifications.pacing import group
+
+    state = group(Pacing(), signal(), 5.0, RULES)
+    state = group(state, signal(), 7.0, RULES)
+    assert (len(state.digest), state.digest_count, state.digest_since) == (2, 2, 5.0)
+    assert flush(state, 65.0, RULES)[1] is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -248,6 +248,25 @@ def record_notifications(engine: Engine, items: Sequence[NewNotification]) -> li
         except IntegrityError as exc:
             conflict = exc
     raise RuntimeError("notifications could not be recorded") from conflict
+
+
+def recent_counts(
+    engine: Engine, users: Sequence[str], since: datetime, exclude: Sequence[str]
+) -> dict[str, int]:
+    """Per user: non-critical notifications created since `since`, leaving out those whose
+    dedup keys are in `exclude` (the batch being decided, when it is a replay)."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Notification.user_id, func.count())
+            .where(
+                Notification.user_id.in_(users),
+                Notification.created_at >= since,
+                Notification.severity != "critical",
+                or_(Notification.dedup_key.is_(None), Notification.dedup_key.not_in(exclude)),
+            )
+            .group_by(Notification.user_id)
+        ).all()
+        return {user: int(count) for user, count in rows}
 
 
 def unpushed(engine: Engine, ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -101,3 +101,13 @@ def flush(
         return state, None
     due = Digest(state.digest, state.digest_count, state.digest_since)
     return msgspec.structs.replace(state, digest=(), digest_since=None, digest_count=0), due
+
+
+def group(state: Pacing, signal: Signal, now: float, rules: PacingRules = DEFAULT_PACING) -> Pacing:
+    """`state` with `signal` added to its digest (a cap elsewhere held it back)."""
+    return msgspec.structs.replace(
+        state,
+        digest=(*state.digest, signal)[-rules.digest_max :],
+        digest_count=state.digest_count + 1,
+        digest_since=now if state.digest_since is None else state.digest_since,
+    )
