@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
@@ -98,6 +99,8 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
             print(f"traffic: ~{traffic_rate:.0f} events/s as batch records", flush=True)
         token = issue_token("demo", jwt_secret)
         url = f"http://127.0.0.1:{settings.web_port}/"
+        if traffic_rate:
+            await subscribe_demo_user(url, token, Market())
         print(f"\n  TrustScore Stream is up:  {url}", flush=True)
         print(f"  signed in as user 'demo': {url}?token={token}\n", flush=True)
         print("  Ctrl-C stops everything.", flush=True)
@@ -121,6 +124,17 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
         if broker is not None:
             await broker.astop()
         print("stopped.", flush=True)
+
+
+async def subscribe_demo_user(url: str, token: str, market: Market, count: int = 3) -> None:
+    """The demo user follows the busiest collections, so its notifications panel fills."""
+    contracts = TrafficGenerator(market).contracts[:count]  # the heavy head of the traffic
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        for contract in contracts:
+            body = {"entity": f"collection:eth:{contract}", "change_pct": 2, "channels": ["in_app"]}
+            async with http.post(f"{url}api/v1/subscriptions", json=body) as answer:
+                if answer.status != 201:
+                    log.warning("demo subscription refused: %s", await answer.text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
