@@ -86,7 +86,8 @@ _FINDING = re.compile(
     r"confidence (?P<confidence>[0-9.]+)\) on .+ \(event (?P<event>.*)\)"
 )
 # Evidence of the other alert factors that is news in itself.
-SEVERE_MARKERS = ("circular trade", "round trip", "self-trade", "flagged wallet", "as suspicious")
+# (A share of suspicious sales is not news by itself: the score says how much it weighs.)
+SEVERE_MARKERS = ("circular trade", "round trip", "self-trade", "flagged wallet")
 MAX_SEEN = 32
 
 
