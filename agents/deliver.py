@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -29,6 +30,7 @@ from trustscore_stream.db.notifications import (
     claim_due_deliveries,
     escalate_unread,
     record_attempts,
+    unpushed_before,
 )
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
@@ -40,11 +42,18 @@ from trustscore_stream.topics import Topics
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 100
+SWEEP_S = 30.0
 
 
 class DeliveryStage:
     def __init__(
-        self, settings: Settings, topics: Topics, metrics: Metrics, engine: Engine, output: Output
+        self,
+        settings: Settings,
+        topics: Topics,
+        metrics: Metrics,
+        engine: Engine,
+        output: Output,
+        push: Callable[[list[str]], Awaitable[None]],
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -53,9 +62,28 @@ class DeliveryStage:
         self.output = output
         self.channels = Channels(settings)
         self._http: aiohttp.ClientSession | None = None
+        self._stuck: set[str] = set()
+        self.push = push
 
     def register(self, app: faust.App) -> None:
         app.timer(self.settings.delivery_poll_s, name="deliver")(self.tick)
+        app.timer(SWEEP_S, name="push-sweep")(self.sweep)
+
+    async def sweep(self) -> None:
+        """Push notifications whose push was interrupted (a crash or a database blip between
+        recording and pushing): unpushed in two sweeps in a row, so not the notifier's own
+        work in progress. The same marker keeps a push from repeating."""
+        try:
+            stuck = set(
+                await asyncio.to_thread(
+                    unpushed_before, self.engine, datetime.now(UTC) - timedelta(seconds=SWEEP_S)
+                )
+            )
+            again, self._stuck = sorted(stuck & self._stuck), stuck
+            if again:
+                await self.push(again)
+        except Exception:  # a timer that raises stops the worker: log, try next sweep
+            log.exception("push sweep failed")
 
     async def tick(self) -> None:
         try:
@@ -68,6 +96,8 @@ class DeliveryStage:
                 pass  # a full batch: there may be more due right now
         except SQLAlchemyError as exc:  # the database is down: the outbox waits for it
             log.warning("deliveries not worked this round: %s", exc)
+        except Exception:  # a timer that raises stops the worker: log, try next round
+            log.exception("delivery round failed")
 
     async def round(self) -> int:
         now = datetime.now(UTC)

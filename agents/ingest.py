@@ -172,6 +172,7 @@ class IngestConsumer(Service):
             heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(settings.rebalance_timeout_s * 1000),
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=settings.fetch_wait_ms,  # trustscore_stream/fetch_wait.py
         )
         self._consumer.subscribe(
             [self.stage.topics.events.get_topic_name()], listener=self._revocations

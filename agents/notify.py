@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,10 +30,11 @@ import msgspec
 import orjson
 from faust.types import EventT, StreamT, TableT
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.db.notifications import (
+    DIGEST_CAUSE,
     NewDelivery,
     NewNotification,
     mark_pushed,
@@ -198,8 +200,13 @@ class NotifyStage:
             try:
                 delta = _delta.decode(event.value)
                 at = datetime.fromisoformat(delta.at.replace("Z", "+00:00"))
-            except (msgspec.DecodeError, ValueError) as exc:
-                log.error("ignoring bad delta record: %s", exc)  # our own output topic
+                if at.tzinfo is None or not MIN_AT <= at <= MAX_AT:
+                    raise ValueError(f"`at` {delta.at!r} is not a recent RFC 3339 time")
+                if not (math.isfinite(delta.score) and 0.0 <= delta.score <= 100.0):
+                    raise ValueError(f"score {delta.score!r} is not 0-100")
+            except (msgspec.DecodeError, ValueError, OverflowError) as exc:
+                # A record another producer put on the topic: skipped, never a crash loop.
+                log.error("ignoring bad delta record at offset %s: %s", event.message.offset, exc)
                 continue
             with partition_scope(event):
                 raw = self.subscriptions.get(delta.entity.encode())
@@ -215,6 +222,8 @@ class NotifyStage:
                     with partition_scope(event):
                         stored = self.watching.get(key)
                     watching = _watching.decode(stored) if stored else Watching()
+                if delta.version <= watching.last_version:
+                    continue  # counted before this batch was replayed
                 watching, new = self._observe(watching, sub, delta, at)
                 pending += [(key, item, signal) for item, signal in new]
                 states[key] = (event, watching)
@@ -232,7 +241,7 @@ class NotifyStage:
             else:
                 self._digests.pop(key, None)
         if items:
-            await self._push([item.id for item in items])
+            await self.push([item.id for item in items])
 
     def _own_assignment(self) -> None:
         """Forget scopes and waiting digests of partitions a rebalance may have moved."""
@@ -247,6 +256,7 @@ class NotifyStage:
         if not self._digests:
             return
         async with self._lock:
+            self._own_assignment()  # a rebalance may have happened while we waited
             now = time.time()
             items: list[NewNotification] = []
             states: list[tuple[EventT[bytes], bytes, Watching]] = []
@@ -259,6 +269,8 @@ class NotifyStage:
                     sub_id, _, entity = key.decode().partition("|")
                     raw_subs = self.subscriptions.get(entity.encode())
                 subs = _subs.decode(raw_subs) if raw_subs else {}
+                if entity.startswith("nft:"):  # a wallet subscription's watch of an NFT
+                    subs.update((w.id, w) for ws in self.wallets.values() for w in ws)
                 if stored is None or sub_id not in subs:
                     self._digests.pop(key, None)
                     continue
@@ -278,7 +290,7 @@ class NotifyStage:
                 with partition_scope(scope):
                     self.watching[key] = _encode.encode(watching)
                 self._digests.pop(key, None)
-            await self._push([item.id for item in items])
+            await self.push([item.id for item in items])
 
     def _observe(
         self, watching: Watching, sub: SubscriptionRecord, delta: DeltaView, at: datetime
@@ -309,7 +321,8 @@ class NotifyStage:
         ]
         if digest is not None:
             out.append((self._digest(sub, delta.entity, digest, at), None))
-        return Watching(significance, pacing, last_level=delta.level, seen=seen), out
+        watching = Watching(significance, pacing, delta.level, seen, last_version=delta.version)
+        return watching, out
 
     def _new(
         self, sub: SubscriptionRecord, signal: Signal, cause: str, version: int, at: datetime
@@ -318,12 +331,13 @@ class NotifyStage:
             signal.kind, signal.severity, signal.entity, signal.facts, sub.locale or "en"
         )
         data = data_of(dict(signal.facts), signal.cause_event_id, version)
+        # Two findings of one delta are two notifications: the signal's own cause counts.
         return notification(
             sub,
             signal.kind,
             signal.severity,
             signal.entity,
-            cause,
+            f"{signal.cause_event_id}|{cause}|{version}",
             content,
             data,
             at,
@@ -342,8 +356,9 @@ class NotifyStage:
         items = [{"kind": s.kind, "severity": s.severity, **s.facts} for s in digest.items]
         data = {"digest": True, "count": digest.count, "items": items}
         # The dedup cause is the digest's start: a replay makes the same digest once.
+        cause = f"{DIGEST_CAUSE}{digest.since}"
         return notification(
-            sub, worst.kind, worst.severity, entity, f"digest:{digest.since}", content, data, at
+            sub, worst.kind, worst.severity, entity, cause, content, data, at, cause
         )
 
     async def _cap_per_user(
@@ -391,7 +406,7 @@ class NotifyStage:
             attempt += 1
             try:
                 return await asyncio.to_thread(work, self.engine, *args)
-            except SQLAlchemyError as exc:
+            except (OperationalError, InterfaceError) as exc:  # the database is away
                 delay = backoff_delay(
                     attempt, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
                 )
@@ -403,9 +418,9 @@ class NotifyStage:
         created = await self._with_db(record_notifications, items)
         self.metrics.notifications_created.inc(len(created))
 
-    async def _push(self, ids: list[str]) -> None:
+    async def push(self, ids: list[str]) -> None:
         """Send what is not on the live stream yet (also after a replay) and mark it."""
-        documents = await asyncio.to_thread(unpushed, self.engine, ids)
+        documents = await self._with_db(unpushed, ids)
         if not documents:
             return
         partitions = self.settings.partitions
@@ -418,10 +433,13 @@ class NotifyStage:
                 partition=partition_for(user, partitions),
             )
         await self.output.flush()
-        await asyncio.to_thread(mark_pushed, self.engine, [d["id"] for d in documents])
+        await self._with_db(mark_pushed, [d["id"] for d in documents])
 
 
 WALLET_RELOAD_S = 3.0
+# Deltas outside these times are not real (a producer's bug): skipped with a log line.
+MIN_AT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_AT = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def notification(
@@ -436,7 +454,7 @@ def notification(
     cause_event_id: str | None = None,
 ) -> NewNotification:
     """A notification of `sub`, identified by (user, entity, kind, cause)."""
-    key = dedup_key(sub.user_id, entity, kind, cause)
+    key = dedup_key(sub.id, entity, kind, cause)
     return NewNotification(
         id=notification_id(key),
         dedup_key=key,

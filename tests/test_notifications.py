@@ -149,6 +149,7 @@ async def test_webhooks_email_in_app_and_authorisation(
             "TRUSTSCORE_SMTP_PORT": str(smtp_port),
             "TRUSTSCORE_SMTP_STARTTLS": "0",
             "TRUSTSCORE_ESCALATE_AFTER": "3",
+            "TRUSTSCORE_WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on 127.0.0.1
         },
     )
     await worker.wait_ready()

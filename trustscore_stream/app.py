@@ -29,6 +29,7 @@ from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
+from trustscore_stream.fetch_wait import use_fetch_wait
 from trustscore_stream.live.follower import BroadcastFollower
 from trustscore_stream.live.hub import Hub, HubLimits
 from trustscore_stream.metrics import Metrics
@@ -114,6 +115,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     (Path(settings.data_dir) / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, autodiscover=False, **faust_config(settings))
+    use_fetch_wait(app, settings.fetch_wait_ms)
     topics = declare_topics(app, settings)
     metrics = Metrics()
     dedup_table = declare_dedup_table(app, settings)
@@ -152,12 +154,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         watching = bytes_table(
             app, settings, "watching", "Significance and pacing per subscription and entity."
         )
-        NotifyStage(settings, topics, metrics, engine, subscriptions, watching, output).register(
-            app
-        )
-        DeliveryStage(settings, topics, metrics, engine, output).register(app)
+        notify = NotifyStage(settings, topics, metrics, engine, subscriptions, watching, output)
+        notify.register(app)
+        DeliveryStage(settings, topics, metrics, engine, output, notify.push).register(app)
     hub = Hub(
         slots=2 * settings.partitions,
+        first_user_slot=settings.partitions,  # the follower's order: deltas, notifications
         limits=HubLimits(
             queue_frames=settings.sse_queue_frames,
             streams_per_user=settings.sse_streams_per_user,

@@ -74,6 +74,9 @@ class Settings:
     # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
     # scale as separate worker pools (and the ingest benchmark measure ingest alone).
     stages: frozenset[str] = frozenset({"ingest", "route", "lanes"})
+    # Longest wait of an empty fetch (trustscore_stream/fetch_wait.py). None: 50 ms on the
+    # embedded broker (it answers a waiting fetch late), 1,500 ms (Faust's) on Kafka.
+    fetch_wait: int | None = None
     # Live stream (CONTRACT §4, docs/architecture.md "Live stream").
     sse_ping_s: float = 15.0  # a `: ping` comment at least this often (also reaps dead peers)
     sse_retry_ms: int = 3000  # the `retry:` sent once: how soon a browser reconnects
@@ -97,6 +100,7 @@ class Settings:
     delivery_timeout_s: float = 10.0
     delivery_poll_s: float = 1.0
     escalate_after_s: float = 900.0  # a critical in-app notification unread this long
+    webhook_allow_private: bool = False  # let webhooks call private/loopback addresses
     push_url: str | None = None  # provider endpoint for `push` (POST JSON)
     sms_url: str | None = None  # provider endpoint for `sms` (POST JSON)
     smtp_host: str | None = None
@@ -105,6 +109,12 @@ class Settings:
     smtp_password: str | None = None
     smtp_starttls: bool = True
     smtp_from: str = "TrustScore Stream <alerts@localhost>"
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.fetch_wait is not None:
+            return self.fetch_wait
+        return 50 if self.embedded_broker else 1500
 
     @property
     def broker_url(self) -> str:
@@ -216,6 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
         log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
+        fetch_wait=_int(env, "TRUSTSCORE_FETCH_WAIT_MS", 0, 1) or None,
         sse_ping_s=_ping(env_float(env, "TRUSTSCORE_SSE_PING", 15.0, 0.01)),
         sse_retry_ms=_int(env, "TRUSTSCORE_SSE_RETRY_MS", 3000, 0),
         sse_queue_frames=_int(env, "TRUSTSCORE_SSE_QUEUE_FRAMES", 4096, 1),
@@ -234,6 +245,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_timeout_s=env_float(env, "TRUSTSCORE_DELIVERY_TIMEOUT", 10.0, 0.1),
         delivery_poll_s=env_float(env, "TRUSTSCORE_DELIVERY_POLL", 1.0, 0.05),
         escalate_after_s=env_float(env, "TRUSTSCORE_ESCALATE_AFTER", 900.0),
+        webhook_allow_private=_bool(env, "TRUSTSCORE_WEBHOOK_ALLOW_PRIVATE", False),
         push_url=env.get("TRUSTSCORE_PUSH_URL") or None,
         sms_url=env.get("TRUSTSCORE_SMS_URL") or None,
         smtp_host=env.get("TRUSTSCORE_SMTP_HOST") or None,

@@ -33,7 +33,9 @@ def user_id(token: str, secret: str | None) -> str:
     if not secret:
         raise Unauthorized("user authentication is not configured (TRUSTSCORE_JWT_SECRET)")
     try:
-        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["sub"]})
+        claims = jwt.decode(
+            token, secret, algorithms=ALGORITHMS, options={"require": ["sub", "exp"]}
+        )
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
     sub = claims["sub"]

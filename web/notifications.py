@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -49,6 +51,17 @@ def _json(body: Any, status: int = 200) -> Response:
 
 def _error(status: int, error: str, detail: str) -> Response:
     return _json({"error": error, "detail": detail}, status)
+
+
+def valid_address(email: object) -> bool:
+    """An e-mail address that can go into a To: header as it is."""
+    if not isinstance(email, str) or not 3 <= len(email) <= 320 or not email.isprintable():
+        return False
+    try:
+        address = Address(addr_spec=email)
+    except (ValueError, IndexError, HeaderParseError):
+        return False
+    return bool(address.username and address.domain) and address.addr_spec == email
 
 
 def subscription_spec(body: Any) -> repo.SubscriptionSpec:
@@ -94,15 +107,17 @@ def subscription_spec(body: Any) -> repo.SubscriptionSpec:
         raise Invalid(f"channels is a non-empty list of distinct {', '.join(CHANNELS)}")
     webhook_url = body.get("webhook_url")
     if "webhook" in channels:
-        parts = urlsplit(webhook_url) if isinstance(webhook_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(webhook_url) if isinstance(webhook_url, str) else None
+            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok or len(str(webhook_url)) > 2048 or not str(webhook_url).isprintable():
             raise Invalid("the webhook channel needs webhook_url (http or https)")
     elif webhook_url is not None:
         raise Invalid("webhook_url is only for the webhook channel")
     email = body.get("email")
-    if "email" in channels and not (
-        isinstance(email, str) and 3 <= len(email) <= 320 and "@" in email and "\n" not in email
-    ):
+    if "email" in channels and not valid_address(email):
         raise Invalid("the email channel needs an email address")
     locale = body.get("locale")
     if locale is not None and not (isinstance(locale, str) and 2 <= len(locale) <= 16):

@@ -214,3 +214,27 @@ def test_backlogged_while_a_client_has_half_its_queue_waiting() -> None:
     assert hub.backlogged()
     client.take()
     assert not hub.backlogged()
+
+
+def test_a_quiet_user_stream_resumes_although_score_slots_were_evicted() -> None:
+    hub = Hub(2, HubLimits(replay_entries=2), first_user_slot=1)
+    client = hub.open(frozenset({"user:u1"}), "u1", None).client
+    hub.dispatch(1, 0, ("user:u1",), "notification", b"n")
+    (last_id, _, _) = parse(client.take())[0]
+    hub.close(client)
+    for offset in range(5):  # busy score slot: its old records are evicted
+        hub.dispatch(0, offset, (FIREHOSE,), "score", b"s")
+        hub.evict()
+    hub.dispatch(1, 1, ("user:u1",), "notification", b"n2")
+    replay = parse(hub.open(frozenset({"user:u1"}), "u1", last_id).replay)
+    assert [(event, data) for _, event, data in replay] == [("notification", b"n2")]
+
+
+def test_a_replay_longer_than_a_queue_is_a_reset() -> None:
+    hub = Hub(1, HubLimits(queue_frames=3))
+    for offset in range(5):
+        hub.dispatch(0, offset, (FIREHOSE,), "score", b"x")
+    replay = parse(hub.open(frozenset({FIREHOSE}), None, positions.encode([0])).replay)
+    assert [event for _, event, _ in replay] == ["reset"]
+    page = hub.changes(frozenset({FIREHOSE}), positions.encode([0]), limit=2)
+    assert len(page.events) == 2 and page.more

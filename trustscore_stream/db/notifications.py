@@ -28,6 +28,9 @@ from trustscore_stream.db.models import (
 )
 from trustscore_stream.events.deadletter import rfc3339
 
+# The cause_event_id of a digest starts with this (digests are not counted by the caps).
+DIGEST_CAUSE = "digest:"
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionSpec:
@@ -253,8 +256,8 @@ def record_notifications(engine: Engine, items: Sequence[NewNotification]) -> li
 def recent_counts(
     engine: Engine, users: Sequence[str], since: datetime, exclude: Sequence[str]
 ) -> dict[str, int]:
-    """Per user: non-critical notifications created since `since`, leaving out those whose
-    dedup keys are in `exclude` (the batch being decided, when it is a replay)."""
+    """Per user: non-critical notifications created since `since`, leaving out digests and
+    those whose dedup keys are in `exclude` (the batch being decided, when it is a replay)."""
     with Session(engine) as session:
         rows = session.execute(
             select(Notification.user_id, func.count())
@@ -262,6 +265,10 @@ def recent_counts(
                 Notification.user_id.in_(users),
                 Notification.created_at >= since,
                 Notification.severity != "critical",
+                or_(
+                    Notification.cause_event_id.is_(None),
+                    Notification.cause_event_id.not_like(f"{DIGEST_CAUSE}%"),
+                ),
                 or_(Notification.dedup_key.is_(None), Notification.dedup_key.not_in(exclude)),
             )
             .group_by(Notification.user_id)
@@ -276,6 +283,19 @@ def unpushed(engine: Engine, ids: Sequence[str]) -> list[dict[str, Any]]:
             select(Notification).where(Notification.id.in_(ids), Notification.pushed_at.is_(None))
         )
         return [{"user_id": n.user_id, **notification_document(n)} for n in rows]
+
+
+def unpushed_before(engine: Engine, before: datetime, limit: int = 500) -> list[str]:
+    """Ids of notifications recorded but not on the live stream since before `before`
+    (their push was interrupted): the delivery stage pushes them."""
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(Notification.id)
+                .where(Notification.pushed_at.is_(None), Notification.created_at < before)
+                .limit(limit)
+            )
+        )
 
 
 def mark_pushed(engine: Engine, ids: Sequence[str]) -> None:
@@ -370,13 +390,16 @@ def claim_due_deliveries(
                 update(Delivery)
                 .where(
                     Delivery.id == d.id,
+                    Delivery.status == "queued",
+                    Delivery.next_attempt_at <= now,
                     or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now),
                 )
                 .values(claimed_until=now + lease)
                 .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                continue  # another worker was first
+                continue  # another worker was first (or has tried it meanwhile)
+            session.refresh(d)  # the attempts as they are now, not as first selected
             n = session.get(Notification, d.notification_id)
             assert n is not None
             sub = session.get(Subscription, n.subscription_id) if n.subscription_id else None
@@ -437,7 +460,14 @@ def escalate_unread(engine: Engine, now: datetime, after: timedelta) -> int:
             .limit(500)
         ).all()
         for n in due:
-            n.escalated_at = now
+            marked = session.execute(
+                update(Notification)
+                .where(Notification.id == n.id, Notification.escalated_at.is_(None))
+                .values(escalated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # another worker escalated it
             sub = session.get(Subscription, n.subscription_id) if n.subscription_id else None
             if sub is None:
                 continue

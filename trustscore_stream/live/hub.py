@@ -111,11 +111,17 @@ class Hub:
         self,
         slots: int,
         limits: HubLimits,
+        first_user_slot: int | None = None,
         on_disconnect: Callable[[str], None] = lambda reason: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = limits
         self.position = [0] * slots
+        # Slots below first_user_slot carry score changes, the rest notifications: a
+        # resume is checked only against the slots its channels can be on.
+        split = slots if first_user_slot is None else first_user_slot
+        self._score_slots = range(split)
+        self._user_slots = range(split, slots)
         self.buffer = ReplayBuffer([0] * slots, limits.replay_s, limits.replay_entries)
         self.clients: set[Client] = set()
         self._subscribers: dict[str, set[Client]] = {}
@@ -200,9 +206,14 @@ class Hub:
 
     def _replay(self, client: Client, resume: str) -> list[bytes]:
         here = tuple(self.position)
+        limit = self.limits.queue_frames
         try:
             since = positions.decode(resume, len(here))
-            entries = self.buffer.since(since, client.channels)
+            entries = self.buffer.since(
+                since, client.channels, self._slots_of(client.channels), limit
+            )
+            if len(entries) > limit:  # more than a client may have queued: start afresh
+                raise ReplayGap(f"the client missed more than {limit} frames")
         except (positions.InvalidPosition, ReplayGap) as exc:
             data = orjson.dumps({"reason": str(exc)})
             return [frame(positions.encode(here), RESET_EVENT, data)]
@@ -219,13 +230,18 @@ class Hub:
         try:
             if since is not None:
                 start = positions.decode(since, len(here))
-            entries = self.buffer.since(start, channels)
+            entries = self.buffer.since(start, channels, self._slots_of(channels), limit)
         except (positions.InvalidPosition, ReplayGap) as exc:
             return Changes([], positions.encode(here), more=False, reset=str(exc))
         more = len(entries) > limit
         events = [(_entry_id(e, start), e.event, e.data) for e in entries[:limit]]
         last = events[-1][0] if more else positions.encode(positions.merged(here, start))
         return Changes(events, last, more=more, reset=None)
+
+    def _slots_of(self, channels: frozenset[str]) -> list[int]:
+        users = any(channel.startswith("user:") for channel in channels)
+        scores = any(not channel.startswith("user:") for channel in channels)
+        return [*(self._score_slots if scores else ()), *(self._user_slots if users else ())]
 
     def close(self, client: Client, reason: str | None = None) -> None:
         """Unregister a stream (idempotent); with a reason, also end it (the hub's choice)."""

@@ -13,7 +13,7 @@ caller tells the client to reset.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -78,13 +78,23 @@ class ReplayBuffer:
             del self._seqs[slot][:cut]
             self._slot_heads[slot] = 0
 
-    def since(self, position: tuple[int, ...], wanted: frozenset[str]) -> list[Entry]:
-        """Entries of the `wanted` channels at or after `position`, in dispatch order.
-        Raises ReplayGap if some of what the client missed is no longer held."""
-        if any(p < floor for p, floor in zip(position, self.floors, strict=True)):
+    def since(
+        self,
+        position: tuple[int, ...],
+        wanted: frozenset[str],
+        slots: Sequence[int] | None = None,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Entries of the `wanted` channels at or after `position`, in dispatch order, at
+        most `limit` + 1 of them (so the caller can tell it was cut). `slots`: the only
+        slots the channels can be on (default all). Raises ReplayGap if some of what the
+        client missed is no longer held."""
+        slots = range(len(position)) if slots is None else slots
+        if any(position[slot] < self.floors[slot] for slot in slots):
             raise ReplayGap("the client missed more than the replay buffer holds")
         start_seq: int | None = None
-        for slot, p in enumerate(position):
+        for slot in slots:
+            p = position[slot]
             offsets = self._offsets[slot]
             i = bisect_left(offsets, p, self._slot_heads[slot])
             if i < len(offsets):
@@ -98,4 +108,6 @@ class ReplayBuffer:
             entry = self._entries[index]
             if entry.offset >= position[entry.slot] and not wanted.isdisjoint(entry.channels):
                 out.append(entry)
+                if limit is not None and len(out) > limit:
+                    break
         return out

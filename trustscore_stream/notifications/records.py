@@ -1,9 +1,10 @@
 """What the notifier writes, derived deterministically from its causes (pure).
 
-A notification is created once per (user, entity, kind, cause): its id and dedup key are
-hashes of them, so a replay after a crash or a rebalance makes the same id again and the
-database keeps the first. The cause is the delta's `cause_event_id`, or its version when a
-change has no event (decay).
+A notification is created once per (subscription, entity, kind, cause): its id and dedup
+key are hashes of them, so a replay after a crash or a rebalance makes the same id again
+and the database keeps the first. The cause is the signal's own event (a reported finding's)
+and the delta's cause event and version; a user's two subscriptions that both cover an
+entity (the NFT, and the wallet holding it) each notify on their own channels.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ class Watching(msgspec.Struct, frozen=True):
     pacing: Pacing = msgspec.field(default_factory=Pacing)
     last_level: str | None = None  # deltas carry the previous score, not the previous level
     seen: tuple[str, ...] = ()  # alert evidence lines already reported (the newest)
+    # The newest delta version observed: a replay after the state was written (a crash or
+    # rebalance before the commit) skips what this watch has counted already.
+    last_version: int = 0
 
 
-def dedup_key(user_id: str, entity: str, kind: str, cause: str) -> str:
-    digest = hashlib.sha256(f"{user_id}\x1f{entity}\x1f{kind}\x1f{cause}".encode())
+def dedup_key(subscription_id: str, entity: str, kind: str, cause: str) -> str:
+    digest = hashlib.sha256(f"{subscription_id}\x1f{entity}\x1f{kind}\x1f{cause}".encode())
     return digest.hexdigest()
 
 
@@ -106,14 +110,18 @@ def alerts(
             known.add(line)
             if factor == "fraud_risk":
                 match = _FINDING.fullmatch(line)
-                if match is None:
+                try:
+                    confidence = float(match["confidence"]) if match else -1.0
+                except ValueError:
+                    confidence = -1.0
+                if match is None or not 0.0 <= confidence <= 1.0:
                     continue
                 fresh.append(line)
                 findings.append(
                     Finding(
                         finding=match["finding"],
                         severity=match["severity"],
-                        confidence=float(match["confidence"]),
+                        confidence=confidence,
                         event_id=match["event"] or None,
                     )
                 )
