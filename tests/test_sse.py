@@ -66,6 +66,51 @@ class Reader:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
+class RawReader:
+    """A fast SSE client: counts `score` frames in the raw bytes of the response."""
+
+    MARK = b"event: score\n"
+
+    def __init__(self, port: int, path: str) -> None:
+        self.port, self.path = port, path
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def events(self) -> range:
+        return range(self.count)
+
+    async def start(self) -> RawReader:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(f"GET {self.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        self._task = asyncio.create_task(self._read(reader, writer))
+        return self
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tail = b""
+        try:
+            while chunk := await reader.read(1 << 16):
+                data = tail + chunk
+                self.count += data.count(self.MARK)
+                # Keep a marker's first bytes if it was split between two reads.
+                cut = max(0, len(data) - len(self.MARK) + 1)
+                tail = data[cut:]
+                self.count -= tail.count(self.MARK)
+        finally:
+            writer.close()
+
+    async def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            assert time.monotonic() < deadline, f"{self.count} of {count} events"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
 async def deltas_for(stack: Stack, collection: str, at_least: int) -> list[dict[str, Any]]:
     """Deltas of `collection` and its NFTs on the topic, once `at_least` are there and the
     count has been stable for a second."""
@@ -216,10 +261,11 @@ async def _status(http: httpx.AsyncClient, path: str, headers: dict[str, str]) -
 async def test_a_stuck_client_is_cut_off_while_a_reading_one_keeps_receiving(
     stack: Stack,
 ) -> None:
-    # Small socket buffers, so the stuck client overflows after ~2,300 frames (~780 KB:
-    # socket and transport buffers, then its queue); the queue stays big enough that the
-    # reading client, in this busy test process on a shared machine, never does.
-    small = {"TRUSTSCORE_SSE_QUEUE_FRAMES": "2000", "TRUSTSCORE_SSE_SEND_BUFFER": "16384"}
+    # Smaller socket buffers (128 KiB), so the stuck client overflows after ~2,600 frames
+    # (~0.9 MB: socket and transport buffers, then its queue of 2,000); the reading client
+    # never gets near that. (With 16 KiB buffers a reading client was cut too, now and then:
+    # each write then drains in many small steps while a 4,000-delta burst goes out.)
+    small = {"TRUSTSCORE_SSE_QUEUE_FRAMES": "2000", "TRUSTSCORE_SSE_SEND_BUFFER": "65536"}
     async with one_worker(stack, **small) as worker:
         # The stuck client: a tiny receive window, and it never reads.
         stuck = socket.socket()
@@ -228,7 +274,9 @@ async def test_a_stuck_client_is_cut_off_while_a_reading_one_keeps_receiving(
         stuck.sendall(
             b"GET /api/v1/stream?all=1 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
         )
-        reader = await Reader(f"{worker.url}/api/v1/stream?all=1").start()
+        # The reading client counts frames in raw bytes: a parser in Python in this busy
+        # process could itself fall 2,000 frames behind the burst and be cut, rightly.
+        reader = await RawReader(worker.web_port, "/api/v1/stream?all=1").start()
         try:
             await stack.produce(sales("s", range(4000)))
             # Let the reader read undisturbed (this process is its only CPU), then compare

@@ -91,6 +91,13 @@ def register_stream(app: faust.App, runtime: Runtime) -> None:
         hub.close_all("shutdown")
 
     cast(Any, app.web).web_app.on_shutdown.append(end_streams)
+
+    async def ping_idle_streams() -> None:
+        # Two ticks without a frame make a ping: no stream stays silent a full interval.
+        hub.ping_idle()
+
+    app.timer(settings.sse_ping_s / 3, name="sse-ping")(ping_idle_streams)
+
     cancel_handlers_on_disconnect(app)
 
     @app.page("/api/v1/stream")
@@ -124,12 +131,13 @@ def register_stream(app: faust.App, runtime: Runtime) -> None:
                 metrics.sse_replayed.inc(len(frames))
                 while client.closed is None:
                     if not frames:
-                        await client.wait(settings.sse_ping_s)
+                        await client.wait()
                         frames = client.take()
                     if frames:
                         await response.write(first + b"".join(frames))
                         first, frames = b"", []
-                    elif client.closed is None:
+                    elif client.ping_due and client.closed is None:
+                        client.ping_due, client.active = False, True  # next ping: 2 ticks on
                         await response.write(PING)
             except ConnectionError:
                 pass  # the client went away (or the hub cut it off): clean up below

@@ -93,16 +93,18 @@ def test_streams_per_user_and_per_worker_are_limited() -> None:
         hub.open(frozenset({FIREHOSE}), None, None)
 
 
-async def test_wait_returns_on_a_frame_and_times_out_for_a_ping() -> None:
+async def test_wait_returns_on_a_frame_and_on_a_ping_tick() -> None:
     hub = Hub(1, HubLimits())
-    client = hub.open(frozenset({FIREHOSE}), None, None).client
+    busy = hub.open(frozenset({FIREHOSE}), None, None).client
+    idle = hub.open(frozenset({OTHER}), None, None).client
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    await client.wait(0.05)
-    assert loop.time() - started >= 0.04 and client.take() == []
     loop.call_later(0.01, hub.dispatch, 0, 0, (FIREHOSE,), "score", b"1")
-    await client.wait(5)
-    assert len(client.take()) == 1
+    await asyncio.wait_for(busy.wait(), 5)
+    assert len(busy.take()) == 1 and idle.take() == []
+    assert hub.ping_idle() == 1  # the idle one: no frame since the last tick
+    await asyncio.wait_for(idle.wait(), 5)  # returns at once: a ping is due
+    assert idle.ping_due and not busy.ping_due
+    assert hub.ping_idle() == 1  # the busy one, silent since the last tick
 
 
 def test_replay_buffer_evicts_by_age_and_count_and_reports_gaps() -> None:

@@ -110,7 +110,6 @@ class BroadcastFollower(Service):
                 log.warning("broadcast fetch failed (%s); retrying", exc)
                 await self.sleep(1.0)
                 continue
-            now = time.time()
             for tp, records in batches.items():
                 slot = slot_of[tp]
                 is_score = slot < partitions
@@ -127,8 +126,13 @@ class BroadcastFollower(Service):
                         SCORE_EVENT if is_score else NOTIFICATION_EVENT,
                         data,
                     )
-                    metrics.sse_dispatch_lag.observe(max(0.0, now - record.timestamp / 1000))
+                    # After the dispatch: the lag includes queueing for the streams.
+                    metrics.sse_dispatch_lag.observe(
+                        max(0.0, time.time() - record.timestamp / 1000)
+                    )
             hub.evict()
+            if not batches:
+                continue
             await asyncio.sleep(0)
             until = loop.time() + PACE_MAX_S
             while hub.backlogged() and loop.time() < until:  # noqa: ASYNC110 (bounded poll)

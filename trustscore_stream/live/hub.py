@@ -47,6 +47,8 @@ class Client:
     # worker further along): records below it were already delivered and are skipped.
     floor: tuple[int, ...] | None = None
     closed: str | None = None  # why the hub ended this stream
+    ping_due: bool = False  # nothing was written for a while: send a `: ping`
+    active: bool = False  # a frame was queued since the last ping tick
     abort: Callable[[], None] | None = None  # set by the web layer: end the response now
     _frames: list[bytes] = field(default_factory=list)
     _waiter: asyncio.Future[None] | None = None
@@ -55,33 +57,33 @@ class Client:
         if len(self._frames) >= self.capacity:
             return False
         self._frames.append(payload)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.active = True
+        self._wake()
         return True
 
     def take(self) -> list[bytes]:
         frames, self._frames = self._frames, []
         return frames
 
-    async def wait(self, timeout: float) -> None:
-        """Until a frame is queued or the stream is ended, at most `timeout` seconds."""
-        if self._frames or self.closed:
+    async def wait(self) -> None:
+        """Until a frame is queued, a ping is due or the stream is ended. No timer per wait:
+        one hub-wide tick marks idle streams for a ping (`Hub.ping_idle`)."""
+        if self._frames or self.closed or self.ping_due:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(timeout):
-                await self._waiter
-        except TimeoutError:
-            pass
+            await self._waiter
         finally:
             self._waiter = None
 
-    def end(self, reason: str) -> None:
-        self.closed = reason
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def end(self, reason: str) -> None:
+        self.closed = reason
+        self._wake()
         if self.abort is not None:
             self.abort()
 
@@ -174,6 +176,19 @@ class Hub:
             return client.push(frame(positions.encode(at), event, data))
         merged = positions.merged(at, floor)
         return client.push(frame(positions.encode(merged), event, data))
+
+    def ping_idle(self) -> int:
+        """Mark every stream that got no frame since the last call for a ping (a tick every
+        third of the ping interval keeps each stream's silence under the interval)."""
+        pinged = 0
+        for client in self.clients:
+            if client.active:
+                client.active = False
+            elif not client.ping_due:
+                client.ping_due = True
+                client._wake()
+                pinged += 1
+        return pinged
 
     def backlogged(self) -> bool:
         """Some client has half its queue waiting (O(clients): called once per round)."""
