@@ -3,18 +3,19 @@
 Input is partitioned by collection, so a repeated `event_id` meets its original on this
 partition's dedup memory (tables/dedup.py). Per take, for each partition: one batch record
 per lane is sent and its delivery awaited, THEN the partition's newly seen ids are written
-as one table entry, THEN the input is acknowledged. A crash before the table write can
+as one table entry, THEN the input is acknowledged. Lane records go through a producer of
+their own (output.py), not Faust's: behind Faust's, which also carries the scoring state's
+changelog one record per request on the embedded broker, they waited for whole checkpoints
+(seconds; docs/benchmarks.md "Live stream"). A crash before the table write can
 only repeat lane records (at-least-once, the consumer is idempotent); it can never mark an
 event seen that did not reach its lane.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -26,6 +27,7 @@ from trustscore_stream.agents.corrupt_records import dead_letter_corrupt
 from trustscore_stream.events.classification import Lane
 from trustscore_stream.events.routed import RoutedRaw, decode_batch_raw, encode_batches
 from trustscore_stream.metrics import Metrics
+from trustscore_stream.output import FaustOutput, Output
 from trustscore_stream.settings import Settings
 from trustscore_stream.tables.dedup import DedupStore
 from trustscore_stream.topics import Topics
@@ -35,12 +37,18 @@ log = logging.getLogger(__name__)
 
 class RouteStage:
     def __init__(
-        self, settings: Settings, topics: Topics, dedup: DedupStore, metrics: Metrics
+        self,
+        settings: Settings,
+        topics: Topics,
+        dedup: DedupStore,
+        metrics: Metrics,
+        output: Output | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.dedup = dedup
         self.metrics = metrics
+        self.output: Output = output or FaustOutput()
 
     def register(self, app: faust.App) -> None:
         self.app = app
@@ -72,18 +80,15 @@ class RouteStage:
                 else:
                     self.metrics.duplicates.inc()
         try:
-            deliveries: list[Awaitable[Any]] = []
             for (lane, partition), items in lanes.items():
                 key = items[0].partition_key.encode()
                 for record in encode_batches(items):
-                    deliveries.append(
-                        await self.topics.lanes[lane].send(
-                            key=key, value=record, partition=partition
-                        )
+                    await self.output.send(
+                        self.topics.lanes[lane], key=key, value=record, partition=partition
                     )
                     self.metrics.lane_records.labels(lane).inc()
                 self.metrics.routed.labels(lane).inc(len(items))
-            await asyncio.gather(*deliveries)
+            await self.output.flush()  # delivered before the ids are marked seen
         except BaseException:
             for partition in by_partition:
                 self.dedup.memory(partition).discard_pending()

@@ -122,7 +122,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     dedup = DedupStore(dedup_table, settings, generation=lambda: app.consumer_generation_id)
     metrics.dedup_ids.set_function(dedup.size)
     ingest = IngestStage(settings, topics, metrics, BatchingOutput(settings.broker_url))
-    route = RouteStage(settings, topics, dedup, metrics)
+    route_output = BatchingOutput(settings.broker_url)
+    route = RouteStage(settings, topics, dedup, metrics, route_output)
     engine = create_engine_for(settings.effective_database_url)
     generation = lambda: int(app.consumer_generation_id)  # noqa: E731
     entity_table = declare_entity_table(app, settings)
@@ -142,6 +143,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     if "ingest" in settings.stages:
         ingest.register(app)
     if "route" in settings.stages:
+        app.service(route_output)  # type: ignore[arg-type]  # Faust takes instances too
         route.register(app)
     if "lanes" in settings.stages:
         lanes.register(app)
