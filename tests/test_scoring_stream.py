@@ -79,6 +79,13 @@ async def test_ring_rug_pull_and_resolution(stack: Stack) -> None:
     await stack.produce([[mint, trade("s-1", A, B, 1), trade("s-2", B, C, 1.5)]])
     before = await wait_score(worker, NFT, lambda b: b["version"] >= 1)
     assert before["factors"]["market_integrity"]["value"] > 60
+    # A read is current before its version is published: wait for the published delta, so
+    # the ring is not conflated into the same window as the first batch.
+    deadline = time.monotonic() + 30
+    while not any(
+        r.key == NFT.encode() for r in await stack.consume("trustscore-deltas", until=1)
+    ):
+        assert time.monotonic() < deadline, "the first version was never published"
     await stack.produce([trade("ring-close", C, A, 2.5)])  # A→B→C→A within 2h
 
     def ring_seen(body: dict[str, Any]) -> bool:
