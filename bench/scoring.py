@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import statistics
@@ -192,7 +193,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     settings (TRUSTSCORE_*), or PYTHONPATH=another checkout's root to run its code side by
     side with this one (`git worktree add /tmp/before <commit>`)."""
     name, _, pairs = text.partition(":")
-    settings = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+    # A comma starts a new pair only before KEY=: values may hold commas (a stage list).
+    settings = dict(
+        pair.split("=", 1) for pair in re.split(r",(?=[A-Z_]+=)", pairs) if pair
+    )
     allowed = all(k.startswith("TRUSTSCORE_") or k == "PYTHONPATH" for k in settings)
     if not name or name in MODES or not allowed:
         raise SystemExit(f"bad --variant {text!r}: want NAME:TRUSTSCORE_X=VALUE[,...]")

@@ -150,6 +150,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         history.register(app)
         WatchStage(settings, topics, watched).register(app)
         LinkStage(settings, topics, metrics, lanes).register(app)
+    if "notify" in settings.stages:
         subscriptions = bytes_table(
             app, settings, "subscriptions", "Subscriptions per entity (notifier)."
         )

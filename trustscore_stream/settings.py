@@ -73,7 +73,7 @@ class Settings:
     log_level: str = "INFO"
     # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
     # scale as separate worker pools (and the ingest benchmark measure ingest alone).
-    stages: frozenset[str] = frozenset({"ingest", "route", "lanes"})
+    stages: frozenset[str] = frozenset({"ingest", "route", "lanes", "notify"})
     # Longest wait of an empty fetch (trustscore_stream/fetch_wait.py). None: 50 ms on the
     # embedded broker (it answers a waiting fetch late), 1,500 ms (Faust's) on Kafka.
     fetch_wait: int | None = None
@@ -263,7 +263,7 @@ def _ping(seconds: float) -> float:
     return seconds
 
 
-STAGES = ("ingest", "route", "lanes")
+STAGES = ("ingest", "route", "lanes", "notify")
 
 
 def _stages(raw: str | None) -> frozenset[str]:
