@@ -58,6 +58,7 @@ from trustscore_stream.notifications.records import (
     targets,
 )
 from trustscore_stream.notifications.significance import (
+    SEVERITIES,
     Observation,
     Preferences,
     Signal,
@@ -352,7 +353,7 @@ class NotifyStage:
             sub.locale or "en",
             total=digest.count,
         )
-        worst = max(digest.items, key=lambda s: SEVERITY_RANK.get(s.severity, 0))
+        worst = max(digest.items, key=lambda s: SEVERITIES.index(s.severity))
         items = [{"kind": s.kind, "severity": s.severity, **s.facts} for s in digest.items]
         data = {"digest": True, "count": digest.count, "items": items}
         # The dedup cause is the digest's start: a replay makes the same digest once.
@@ -470,6 +471,3 @@ def notification(
         created_at=at,
         deliveries=tuple(NewDelivery(c, t) for c, t in targets(sub)),
     )
-
-
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

@@ -50,6 +50,7 @@ from babel.numbers import (
 from babel.support import Translations
 
 from trustscore_stream.events.ids import InvalidEntityId, parse_entity_id
+from trustscore_stream.notifications.significance import SEVERITIES
 from trustscore_stream.scoring.model import level_for
 
 __all__ = [
@@ -74,7 +75,6 @@ KINDS: Final = (
     "risk_level_change",
     "market_condition",
 )
-SEVERITIES: Final = ("low", "medium", "high", "critical")
 SUPPORTED_LOCALES: Final = ("en", "de", "es")
 DEFAULT_LOCALE: Final = "en"
 
