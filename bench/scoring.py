@@ -126,27 +126,43 @@ class RunFailed(RuntimeError):
     pass
 
 
-async def _wait_pipeline(worker: WorkerProcess, events: int) -> Result:
-    await worker.wait_ready(timeout=60)
+def _scrape_all(workers: list[WorkerProcess]) -> dict[str, float]:
+    """The workers' metrics, summed per series (one worker: its own)."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for key, value in scrape(worker.url).items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def _cpu_all(workers: list[WorkerProcess]) -> float:
+    return sum(_cpu_seconds(w.pid) for w in workers)
+
+
+async def _wait_pipeline(workers: list[WorkerProcess], events: int) -> Result:
+    for worker in workers:
+        await worker.wait_ready(timeout=60)
     first: float | None = None
     cpu_first = float("nan")
     progress, progressed_at = -1.0, time.monotonic()
     deadline = time.monotonic() + DEADLINE_S
     m: dict[str, float] = {}
     while time.monotonic() < deadline:
-        if not worker.alive():
-            raise RunFailed(f"worker exited (rc {worker.proc.returncode if worker.proc else '?'})")
-        m = scrape(worker.url)
+        for worker in workers:
+            if not worker.alive():
+                rc = worker.proc.returncode if worker.proc else "?"
+                raise RunFailed(f"worker exited (rc {rc})")
+        m = _scrape_all(workers)
         if first is None and _sum(m, "trustscore_records_received_total") > 0:
             first = time.time()
-            cpu_first = _cpu_seconds(worker.pid)
+            cpu_first = _cpu_all(workers)
         processed = _sum(m, "trustscore_lane_events_processed_total")
         if processed >= events and first is not None:
             return {
                 "first": first,
                 "last": time.time(),
                 "cpu_first": cpu_first,
-                "cpu_last": _cpu_seconds(worker.pid),
+                "cpu_last": _cpu_all(workers),
                 "deltas": _sum(m, "trustscore_score_changes_published_total"),
                 "dlq": _sum(m, "trustscore_dead_lettered_total"),
                 "retries": _sum(m, "trustscore_retries_total"),
@@ -190,14 +206,14 @@ async def _wait_file(out: Path, alive: Callable[[], bool]) -> Result:
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     """`name:KEY=VALUE,KEY=VALUE` → (name, environment of that pipeline row's worker): app
-    settings (TRUSTSCORE_*), or PYTHONPATH=another checkout's root to run its code side by
-    side with this one (`git worktree add /tmp/before <commit>`)."""
+    settings (TRUSTSCORE_*), PYTHONPATH=another checkout's root to run its code side by
+    side with this one (`git worktree add /tmp/before <commit>`), or WORKERS=N: N worker
+    processes of one app (one consumer group) share the partitions; rates, CPU and RSS are
+    then summed over them."""
     name, _, pairs = text.partition(":")
     # A comma starts a new pair only before KEY=: values may hold commas (a stage list).
-    settings = dict(
-        pair.split("=", 1) for pair in re.split(r",(?=[A-Z_]+=)", pairs) if pair
-    )
-    allowed = all(k.startswith("TRUSTSCORE_") or k == "PYTHONPATH" for k in settings)
+    settings = dict(pair.split("=", 1) for pair in re.split(r",(?=[A-Z_]+=)", pairs) if pair)
+    allowed = all(k.startswith("TRUSTSCORE_") or k in ("PYTHONPATH", "WORKERS") for k in settings)
     if not name or name in MODES or not allowed:
         raise SystemExit(f"bad --variant {text!r}: want NAME:TRUSTSCORE_X=VALUE[,...]")
     return name, settings
@@ -215,49 +231,57 @@ async def run_faust(
     """One run of a reference agent (`noop`, `naive`) or of the pipeline (`variant` = the
     settings of a --variant row, on top of the defaults)."""
     pipeline = mode == "pipeline" or variant is not None
+    variant = dict(variant or {})
+    count = int(variant.pop("WORKERS", "1"))
     prefix = f"s{secrets.token_hex(3)}-"
     settings = load_settings({"TRUSTSCORE_BROKER": broker.url, "TRUSTSCORE_TOPIC_PREFIX": prefix})
     await ensure_topics(broker.bootstrap, topic_specs(settings))
     await produce(broker.bootstrap, f"{prefix}trustscore-events", records)
     out = tmp / f"{prefix}result.json"
-    env = worker_env(
-        broker_url=broker.url,
-        embedded=True,
-        data_dir=tmp / prefix,
-        web_port=free_port(),
-        extra={
-            "TRUSTSCORE_TOPIC_PREFIX": prefix,
-            "TRUSTSCORE_APP_ID": f"{prefix}app",
-            "BENCH_MODE": "pipeline" if pipeline else mode,
-            "BENCH_SHAPE": shape,
-            **(variant or {}),
-            "BENCH_TOTAL": str(len(records) if mode == "noop" else events),
-            "BENCH_OUT": str(out),
-            "PYTHONPATH": str(ROOT),
-        },
-    )
-    env.pop("TRUSTSCORE_STAGES", None)  # the full pipeline: every stage in one worker
-    log = tmp / "logs" / f"{prefix}{mode}-{shape}.log"
-    checkout = Path((variant or {}).get("PYTHONPATH", ROOT))
-    worker = WorkerProcess(env, log_path=log, loglevel="warn", loop=LOOP, cwd=checkout)
-    if not pipeline:
-        worker.start = _baseline_start(worker)  # type: ignore[method-assign]
-    worker.start()
-    cpu_before = _cpu_seconds(worker.pid)
-    profiler = start_profiler(worker.pid) if pipeline else None
+    checkout = Path(variant.get("PYTHONPATH", ROOT))
+    workers: list[WorkerProcess] = []
+    for n in range(count):
+        env = worker_env(
+            broker_url=broker.url,
+            embedded=True,
+            data_dir=tmp / prefix / str(n),
+            web_port=free_port(),
+            extra={
+                "TRUSTSCORE_TOPIC_PREFIX": prefix,
+                "TRUSTSCORE_APP_ID": f"{prefix}app",
+                "BENCH_MODE": "pipeline" if pipeline else mode,
+                "BENCH_SHAPE": shape,
+                **variant,
+                "BENCH_TOTAL": str(len(records) if mode == "noop" else events),
+                "BENCH_OUT": str(out),
+                "PYTHONPATH": str(ROOT),
+            },
+        )
+        env.pop("TRUSTSCORE_STAGES", None)  # the full pipeline: every stage in one worker
+        log = tmp / "logs" / f"{prefix}{mode}-{shape}-{n}.log"
+        worker = WorkerProcess(env, log_path=log, loglevel="warn", loop=LOOP, cwd=checkout)
+        if not pipeline:
+            worker.start = _baseline_start(worker)  # type: ignore[method-assign]
+        workers.append(worker)
+    for worker in workers:
+        worker.start()
+    cpu_before = _cpu_all(workers)
+    profiler = start_profiler(workers[0].pid) if pipeline else None
     try:
         try:
             if pipeline:
-                result = await _wait_pipeline(worker, events)
+                result = await _wait_pipeline(workers, events)
             else:
-                result = await _wait_file(out, worker.alive)
+                result = await _wait_file(out, workers[0].alive)
         except Exception as exc:
-            raise RunFailed(f"{exc}\nlog {log}:\n{_tail(log)}") from exc
-        result["cpu"] = _cpu_seconds(worker.pid) - cpu_before
-        result["rss"] = _rss_mib(worker.pid)
+            logs = "\n".join(f"log {w.log_path}:\n{_tail(w.log_path)}" for w in workers)
+            raise RunFailed(f"{exc}\n{logs}") from exc
+        result["cpu"] = _cpu_all(workers) - cpu_before
+        result["rss"] = sum(_rss_mib(w.pid) for w in workers)
     finally:
         stop_profiler(profiler)
-        worker.stop()
+        for worker in workers:
+            worker.stop()
     return result
 
 
