@@ -29,7 +29,9 @@ DEPLOY = ROOT / "deploy"
 def tool(name: str, package: str) -> str:
     """The path of a command-line tool the deployment checks need; fails (never skips) when
     it is missing, saying how to get it."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    found = shutil.which(name) or (
+        f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None
+    )
     if found is None:
         pytest.fail(
             f"{name} is not installed: `make test` installs it (Debian package {package!r}: "
@@ -214,7 +216,9 @@ def parse_dockerfile(path: Path) -> Dockerfile:
             args[name] = default
         elif keyword == "FROM":
             parts = rest.split()
-            base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], parts[0])
+            base = re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], parts[0]
+            )
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(name, base))
         else:

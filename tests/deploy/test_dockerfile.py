@@ -22,9 +22,7 @@ DOCKERFILE = parse_dockerfile(ROOT / "Dockerfile")
 def test_multi_stage_build_whose_runtime_copies_from_the_builder() -> None:
     names = [stage.name for stage in DOCKERFILE.stages]
     assert len(DOCKERFILE.stages) >= 2, "expected a builder stage and a runtime stage"
-    copies_from = [
-        re.search(r"--from=(\S+)", args) for args in DOCKERFILE.runtime.all("COPY")
-    ]
+    copies_from = [re.search(r"--from=(\S+)", args) for args in DOCKERFILE.runtime.all("COPY")]
     sources = {match.group(1) for match in copies_from if match}
     assert sources and sources <= set(names[:-1]), sources
     for stage in DOCKERFILE.stages:
