@@ -10,6 +10,11 @@ CONTRACTS  := tests/sources/contracts
 # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never
 # downloads a browser of its own).
 CHROMIUM   := /usr/bin/chromium
+# Debian's promtool (package prometheus) and docker-compose check the deployment files in
+# deploy/ (tests/deploy); no Docker daemon is needed. Where a service manager allows it, the
+# prometheus package also starts its own server on :9090.
+PROMETHEUS     := /usr/bin/prometheus
+DOCKER_COMPOSE := /usr/bin/docker-compose
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck bench-ingest contracts clean
@@ -28,6 +33,14 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
+$(PROMETHEUS):
+	$(SUDO) apt-get install -y --no-install-recommends prometheus \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus)
+
+$(DOCKER_COMPOSE):
+	$(SUDO) apt-get install -y --no-install-recommends docker-compose \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends docker-compose)
+
 # Regenerates the committed ERC-721 test artifact from its Solidity source with solc-js.
 contracts: $(NODE_STAMP)
 	node $(CONTRACTS)/compile.js
@@ -35,7 +48,7 @@ contracts: $(NODE_STAMP)
 demo: $(STAMP)
 	$(BIN)/trustscore-stream demo
 
-test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM) $(PROMETHEUS) $(DOCKER_COMPOSE)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +255,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_starttls=_bool(env, "TRUSTSCORE_SMTP_STARTTLS", True),
         smtp_from=env.get("TRUSTSCORE_SMTP_FROM") or "TrustScore Stream <alerts@localhost>",
     )
+
+
+class _RecordingEnv(Mapping[str, str]):
+    """An empty environment that remembers every name looked up in it."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        self.names.append(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def environment_variables() -> tuple[str, ...]:
+    """Every environment variable `load_settings()` reads, in the order it reads them.
+
+    Found by running `load_settings` on an empty environment that records each lookup, so
+    the list follows the code; deployment files are checked against it (tests/deploy).
+    """
+    env = _RecordingEnv()
+    load_settings(env)
+    return tuple(dict.fromkeys(env.names))
 
 
 def _ping(seconds: float) -> float:
