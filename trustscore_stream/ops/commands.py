@@ -65,7 +65,7 @@ def run_ops(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    seeds = args.worker or [f"http://127.0.0.1:{settings.web_port}"]
+    seeds = getattr(args, "worker", None) or [f"http://127.0.0.1:{settings.web_port}"]
     client = WorkerClient(settings.ops_token, timeout_s=max(60.0, getattr(args, "wait", 0) + 30))
     if args.command == "rescore":
         return await run_rescore(args, client, seeds[0])
