@@ -36,9 +36,10 @@ from trustscore_stream.agents.batches import ack_all, event_batches, fail_fast
 from trustscore_stream.agents.corrupt_records import dead_letter_corrupt, decode_take
 from trustscore_stream.agents.scoring import LaneRecord, LinkRecord
 from trustscore_stream.events.classification import LANES, Lane
+from trustscore_stream.events.control import RescoreRequest, decode_lane_record
 from trustscore_stream.events.deadletter import rfc3339
 from trustscore_stream.events.retry import RetryEnvelope, backoff_delay
-from trustscore_stream.events.routed import Routed, decode_batch
+from trustscore_stream.events.routed import Routed
 from trustscore_stream.events.scheduling import LaneScheduler
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.partitioning import partition_for
@@ -163,8 +164,13 @@ class LaneStage:
         self, lane: Lane, events: list[EventT[bytes]], stream: StreamT[Any] | None = None
     ) -> _Work:
         """Queue a lane batch; its `done` resolves once a checkpoint covers it."""
-        decoded = await decode_take(self.topics, self.metrics, events, decode_batch, "lane")
-        records = [LaneRecord(event, items) for event, items in decoded]
+        decoded = await decode_take(self.topics, self.metrics, events, decode_lane_record, "lane")
+        records = [
+            LaneRecord(event, [], content)
+            if isinstance(content, RescoreRequest)
+            else LaneRecord(event, content)
+            for event, content in decoded
+        ]
         work = _Work(lane, records, stream=stream, events=events, generation=self._generation())
         self.scheduler.push(lane, work, time.monotonic())
         self._wakeup.set()

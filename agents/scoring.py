@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 import orjson
 from faust.types import EventT
 
+from trustscore_stream.events.control import RescoreRequest
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.output import FaustOutput, Output
@@ -87,13 +88,18 @@ from trustscore_stream.topics import Topics
 
 log = logging.getLogger(__name__)
 
+# Rescore request ids remembered for the ops endpoint that waits on them.
+MAX_REMEMBERED_RESCORES = 1000
+
 
 @dataclass
 class LaneRecord:
-    """One consumed lane (or retry) record and the events it carries."""
+    """One consumed lane (or retry) record and the events it carries, or a control request
+    (events/control.py) instead of events."""
 
     event: EventT[bytes]
     items: list[Routed]
+    rescore: RescoreRequest | None = None
 
     @property
     def partition(self) -> int:
@@ -197,6 +203,9 @@ class ScoringEngine:
         # partition -> entities a received summary marked changed (dependants, for metrics)
         self._linked: dict[int, set[str]] = {}
         self.pending_events = 0
+        # Rescore requests folded since the last rebalance, oldest first (bounded): the ops
+        # endpoint waits until its request is folded and published (web/ops.py).
+        self._rescores_folded: dict[str, None] = {}
 
     def _check_generation(self) -> None:
         generation = self._generation()
@@ -207,6 +216,7 @@ class ScoringEngine:
             self._anchors.clear()
             self._outgoing.clear()
             self._linked.clear()
+            self._rescores_folded.clear()
             self.pending_events = 0
             self._seen_generation = generation
 
@@ -219,6 +229,8 @@ class ScoringEngine:
             state_of = self.entities.partition(partition)
             memory = self.dedup.memory(partition)
             unscored = self._unscored.setdefault(partition, {})
+            if record.rescore is not None:
+                self._fold_rescore(state_of, unscored, record.rescore)
             for item in record.items:
                 if not memory.remember(item.event_id, now_s):
                     self.metrics.duplicates.inc()
@@ -243,6 +255,28 @@ class ScoringEngine:
             self._anchors[partition] = record.event
             self.pending_events += len(record.items)
         self.metrics.conflated.inc(conflated)
+
+    def _fold_rescore(
+        self, state_of: PartitionState, unscored: dict[str, str], request: RescoreRequest
+    ) -> None:
+        """Mark the requested entities changed: the next publish scores them from their
+        state and versions them only if the score differs (so a repeat adds nothing)."""
+        for entity in request.entities:
+            if state_of.get(entity) is not None:
+                unscored.setdefault(entity, request.cause)  # an event's cause goes first
+        self._rescores_folded[request.request_id] = None
+        while len(self._rescores_folded) > MAX_REMEMBERED_RESCORES:
+            del self._rescores_folded[next(iter(self._rescores_folded))]
+
+    def rescore_folded(self, request_id: str) -> bool:
+        """Whether this worker folded the rescore request since its last rebalance."""
+        self._check_generation()
+        return request_id in self._rescores_folded
+
+    def is_pending(self, entity: str) -> bool:
+        """Whether `entity` changed since the last publish (its next version is coming)."""
+        self._check_generation()
+        return entity in self._unscored.get(self.entities.partition_of(entity), {})
 
     async def publish(self) -> None:
         """Score what changed since the last call; send versions and deltas."""

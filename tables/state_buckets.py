@@ -34,6 +34,8 @@ from trustscore_stream.scoring.links import Linked
 from trustscore_stream.scoring.publication import Stored
 
 STATE_PREFIX = "s"
+# Entity keys (CONTRACT §1); link records in the same buckets start otherwise.
+ENTITY_PREFIXES = ("nft:", "collection:", "wallet:")
 COMMIT_PREFIX = "c"
 
 
@@ -130,6 +132,20 @@ class PartitionState:
         stored = _stored_decoder.decode(raw)
         self._objects[key] = stored
         return stored
+
+    def entity_keys(self) -> list[str]:
+        """Every entity of the partition, checkpointed or folded since (link records left
+        out), sorted. Reads buckets not loaded yet without keeping them (ops checks)."""
+        keys: set[str] = set(self._objects)
+        for index in range(self.buckets):
+            loaded = self._loaded.get(index)
+            if loaded is not None:
+                keys.update(loaded.raw)
+                continue
+            raw = self._read(bucket_key(self.partition, index))
+            if raw is not None:
+                keys.update(_bucket_decoder.decode(raw).entities)
+        return sorted(k for k in keys if k.startswith(ENTITY_PREFIXES))
 
     def _mark_dirty(self, key: str) -> None:
         """Remember `key`'s committed value (undo) the first time a checkpoint changes it."""

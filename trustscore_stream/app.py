@@ -50,6 +50,7 @@ from trustscore_stream.web.index import register_index
 from trustscore_stream.web.ingest import register_ingest
 from trustscore_stream.web.metrics import register_metrics
 from trustscore_stream.web.notifications import register_notifications
+from trustscore_stream.web.ops import register_ops
 from trustscore_stream.web.scores import register_scores
 from trustscore_stream.web.stream import register_stream
 from trustscore_stream.worker_logging import undo_spinner_log_level
@@ -202,6 +203,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     register_scores(app, runtime)
     register_stream(app, runtime)
     register_notifications(app, runtime)
+    register_ops(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
     app.task(undo_spinner_log_level)

@@ -4,6 +4,7 @@
 worker state, because that broker keeps nothing), one worker with the web server, and for
 `demo` a traffic generator; Ctrl-C (or SIGTERM) stops every child. `worker` is the plain
 Faust worker. `source chain` and `source poll` run the event sources (docs/sources.md).
+`dlq`, `rescore`, `verify` and `status` are the operations commands (trustscore_stream/ops/).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from trustscore_stream.embedded import EmbeddedBroker
+from trustscore_stream.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops
 from trustscore_stream.processes import WorkerProcess, worker_env
 from trustscore_stream.settings import Settings, load_settings
 from trustscore_stream.topics import EVENTS
@@ -145,12 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--rate", type=float, default=200.0, help="events per second")
     sub.add_parser("worker", help="the Faust worker (extra arguments go to faust)")
     _add_source_commands(sub)
+    add_ops_commands(sub)  # dlq, rescore, verify, status (trustscore_stream/ops/)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.command == "worker":
         faust_args = ["faust", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", *rest]
         os.execvp(sys.executable, [sys.executable, "-m", *faust_args])
     settings = load_settings()
+    if args.command in OPS_COMMANDS:
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return run_ops(args, settings)
     if args.command == "source":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

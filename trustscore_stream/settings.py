@@ -109,6 +109,9 @@ class Settings:
     smtp_password: str | None = None
     smtp_starttls: bool = True
     smtp_from: str = "TrustScore Stream <alerts@localhost>"
+    # Bearer token of the operations endpoints (/ops/v1/..., web/ops.py); None: they answer
+    # only loopback clients, and only while the web server binds a loopback address.
+    ops_token: str | None = None
 
     @property
     def fetch_wait_ms(self) -> int:
@@ -254,6 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_password=env.get("TRUSTSCORE_SMTP_PASSWORD") or None,
         smtp_starttls=_bool(env, "TRUSTSCORE_SMTP_STARTTLS", True),
         smtp_from=env.get("TRUSTSCORE_SMTP_FROM") or "TrustScore Stream <alerts@localhost>",
+        ops_token=env.get("TRUSTSCORE_OPS_TOKEN") or None,
     )
 
 
