@@ -45,6 +45,33 @@ CLAIM_BATCH = 100
 SWEEP_S = 30.0
 
 
+def _log_attempt(job: DeliveryJob, outcome: AttemptOutcome, result: str) -> None:
+    """One line per attempt (INFO: deliveries are few and each is a user-visible effect),
+    with the notification's events, so `grep <event_id>` reaches its deliveries. Never the
+    target (an address, or a URL that may hold credentials) nor the secret."""
+    data = job.notification.get("data") or {}
+    cause = data.get("cause_event_id")
+    log.info(
+        "delivery %s of notification %s on %s: %s (attempt %d)",
+        job.id,
+        job.notification.get("id"),
+        job.channel,
+        result,
+        outcome.attempt,
+        extra={
+            "stage": "delivery",
+            "delivery_id": job.id,
+            "notification_id": job.notification.get("id"),
+            "channel": job.channel,
+            "result": result,
+            "attempt": outcome.attempt,
+            "event_id": cause,
+            "event_ids": data.get("cause_event_ids") or [cause],
+            **({} if outcome.sent else {"detail": outcome.detail}),
+        },
+    )
+
+
 class DeliveryStage:
     def __init__(
         self,
@@ -116,6 +143,7 @@ class DeliveryStage:
         for job, outcome in zip(jobs, outcomes, strict=True):
             result = "sent" if outcome.sent else ("retry" if outcome.retry_at else "dead")
             self.metrics.deliveries.labels(job.channel, result).inc()
+            _log_attempt(job, outcome, result)
             if result == "dead":
                 await self._dead_letter(job, outcome)
         return len(jobs)

@@ -93,17 +93,41 @@ class IngestStage:
         # Counted per take, not per event: a labelled counter costs a few µs per call.
         received: Counter[tuple[str, str]] = Counter()
         shapes: Counter[str] = Counter()
+        # Per-event correlation lines only at DEBUG, decided once per take (~0 cost when off).
+        trace = log.isEnabledFor(logging.DEBUG)
         for record in records:
             decoded = self._decode(record)
             shapes["batch" if decoded.is_batch else "single"] += 1
             for envelope in decoded.envelopes:
                 received[envelope.type, envelope.source] += 1
                 key = envelope.partition_key
-                batches[partition_for(key, partitions)].append(
-                    routed(envelope, classify(envelope, now_dt), now)
-                )
+                item = routed(envelope, classify(envelope, now_dt), now)
+                batches[partition_for(key, partitions)].append(item)
+                if trace:
+                    log.debug(
+                        "event accepted",
+                        extra={"stage": "ingest", "event_id": item.event_id, "lane": item.lane},
+                    )
             for rejection in decoded.rejections:
+                if trace:
+                    log.debug(
+                        "event dead-lettered: %s",
+                        rejection.reason,
+                        extra={
+                            "stage": "ingest",
+                            "offset": record.offset,
+                            "index": rejection.index,
+                        },
+                    )
                 await self._dead_letter(record, rejection, now_dt)
+        if trace:
+            log.debug(
+                "take: %d records, %d events, %d partitions",
+                len(records),
+                sum(received.values()),
+                len(batches),
+                extra={"stage": "ingest"},
+            )
         for shape, count in shapes.items():
             self.metrics.records_received.labels(shape).inc(count)
         for (kind, source), count in received.items():

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -91,6 +92,7 @@ class DeltaView(msgspec.Struct):
     factors_changed: list[str] = []
     owner: str | None = None  # extension: an NFT's current owner
     evidence: dict[str, list[str]] = {}  # extension: evidence of changed alert factors
+    cause_event_ids: list[str] = []  # extension: the events conflated into it (>1)
 
 
 _delta = msgspec.json.Decoder(DeltaView)
@@ -197,6 +199,7 @@ class NotifyStage:
         pending: list[tuple[bytes, NewNotification, Signal | None]] = []
         # The batch's own state per watch: later deltas of an entity see earlier ones.
         states: dict[bytes, tuple[EventT[bytes], Watching]] = {}
+        trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
         for event in events:
             try:
                 delta = _delta.decode(event.value)
@@ -215,6 +218,20 @@ class NotifyStage:
             if delta.owner and delta.entity.startswith("nft:"):
                 chain = delta.entity.split(":", 2)[1]
                 subs += self.wallets.get(f"wallet:{chain}:{delta.owner}", ())
+            if trace:
+                log.debug(
+                    "delta %s v%d: %d subscriptions",
+                    delta.entity,
+                    delta.version,
+                    len(subs),
+                    extra={
+                        "stage": "notify",
+                        "entity": delta.entity,
+                        "version": delta.version,
+                        "event_id": delta.cause_event_id,
+                        "event_ids": delta.cause_event_ids or [delta.cause_event_id],
+                    },
+                )
             for sub in subs:
                 key = f"{sub.id}|{delta.entity}".encode()
                 if key in states:
@@ -231,6 +248,8 @@ class NotifyStage:
         items = await self._cap_per_user(pending, states) if pending else []
         if items:
             await self._record(items)
+            if trace:
+                _trace_notifications(items)
         for key, (event, watching) in states.items():
             with partition_scope(event):
                 self.watching[key] = _encode.encode(watching)
@@ -287,6 +306,8 @@ class NotifyStage:
             if not items:
                 return
             await self._record(items)
+            if log.isEnabledFor(logging.DEBUG):
+                _trace_notifications(items)
             for scope, key, watching in states:
                 with partition_scope(scope):
                     self.watching[key] = _encode.encode(watching)
@@ -318,7 +339,7 @@ class NotifyStage:
         pacing, send, digest = pace(watching.pacing, signals, now, self.pacing)
         cause = delta.cause_event_id or f"v{delta.version}"
         out: list[tuple[NewNotification, Signal | None]] = [
-            (self._new(sub, s, cause, delta.version, at), s) for s in send
+            (self._new(sub, s, cause, delta.version, at, delta.cause_event_ids), s) for s in send
         ]
         if digest is not None:
             out.append((self._digest(sub, delta.entity, digest, at), None))
@@ -326,12 +347,18 @@ class NotifyStage:
         return watching, out
 
     def _new(
-        self, sub: SubscriptionRecord, signal: Signal, cause: str, version: int, at: datetime
+        self,
+        sub: SubscriptionRecord,
+        signal: Signal,
+        cause: str,
+        version: int,
+        at: datetime,
+        cause_event_ids: Sequence[str] = (),
     ) -> NewNotification:
         content = render(
             signal.kind, signal.severity, signal.entity, signal.facts, sub.locale or "en"
         )
-        data = data_of(dict(signal.facts), signal.cause_event_id, version)
+        data = data_of(dict(signal.facts), signal.cause_event_id, version, cause_event_ids)
         # Two findings of one delta are two notifications: the signal's own cause counts.
         return notification(
             sub,
@@ -435,6 +462,40 @@ class NotifyStage:
             )
         await self.output.flush()
         await self._with_db(mark_pushed, [d["id"] for d in documents])
+        if log.isEnabledFor(logging.DEBUG):
+            for document in documents:
+                data = document.get("data") or {}
+                log.debug(
+                    "notification %s on the live stream",
+                    document["id"],
+                    extra={
+                        "stage": "notification",
+                        "notification_id": document["id"],
+                        "event_id": data.get("cause_event_id"),
+                    },
+                )
+
+
+def _trace_notifications(items: Sequence[NewNotification]) -> None:
+    """One DEBUG line per recorded notification, with the events behind it."""
+    for item in items:
+        ids = item.data.get("cause_event_ids") or [item.cause_event_id]
+        log.debug(
+            "notification %s recorded: %s (%s) on %s",
+            item.id,
+            item.kind,
+            item.severity,
+            item.entity,
+            extra={
+                "stage": "notification",
+                "notification_id": item.id,
+                "subscription_id": item.subscription_id,
+                "entity": item.entity,
+                "event_id": item.cause_event_id,
+                "event_ids": ids,
+                "channels": [d.channel for d in item.deliveries],
+            },
+        )
 
 
 WALLET_RELOAD_S = 3.0

@@ -65,6 +65,7 @@ class RouteStage:
         now = time.time()
         by_partition: dict[int, list[EventT[bytes]]] = defaultdict(list)
         lanes: dict[tuple[Lane, int], list[RoutedRaw]] = defaultdict(list)
+        trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
         for event in events:
             partition = event.message.partition
             by_partition[partition].append(event)
@@ -79,6 +80,10 @@ class RouteStage:
                     lanes[(item.lane, partition)].append(item)  # type: ignore[index]
                 else:
                     self.metrics.duplicates.inc()
+                    if trace:
+                        log.debug(
+                            "duplicate dropped", extra={"stage": "route", "event_id": item.event_id}
+                        )
         try:
             for (lane, partition), items in lanes.items():
                 key = items[0].partition_key.encode()
@@ -93,6 +98,14 @@ class RouteStage:
             for partition in by_partition:
                 self.dedup.memory(partition).discard_pending()
             raise
+        if trace:
+            for (lane, _), items in lanes.items():
+                for item in items:
+                    log.debug(
+                        "event routed to lane %s",
+                        lane,
+                        extra={"stage": "route", "event_id": item.event_id},
+                    )
         writes = 0
         for partition, partition_events in by_partition.items():
             writes += self.dedup.checkpoint(partition, partition_events[-1])

@@ -52,6 +52,7 @@ from trustscore_stream.scoring import (
     score_nft,
     score_wallet,
 )
+from trustscore_stream.scoring.causes import Causes, add_cause
 from trustscore_stream.scoring.history import HistoryRow, encode_history, history_row
 from trustscore_stream.scoring.links import (
     FLAGGED_INDEX_KEY,
@@ -194,8 +195,9 @@ class ScoringEngine:
         self.output: Output = output if output is not None else FaustOutput()
         self._seen_generation: int | None = None
         self.threshold = settings.significance
-        # partition -> changed entity -> the event that last changed it (not yet scored)
-        self._unscored: dict[int, dict[str, str]] = {}
+        # partition -> changed entity -> the events that changed it (not yet scored), the
+        # last one its cause (scoring/causes.py)
+        self._unscored: dict[int, Causes] = {}
         # partition -> one of its folded events, to write its changelog partition
         self._anchors: dict[int, EventT[bytes]] = {}
         # target partition -> links the last publish called for (sent at its end)
@@ -224,6 +226,7 @@ class ScoringEngine:
         self._check_generation()
         now_s = time.time()
         conflated = 0
+        trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
         for record in records:
             partition = record.partition
             state_of = self.entities.partition(partition)
@@ -234,6 +237,10 @@ class ScoringEngine:
             for item in record.items:
                 if not memory.remember(item.event_id, now_s):
                     self.metrics.duplicates.inc()
+                    if trace:
+                        log.debug(
+                            "duplicate dropped", extra={"stage": "score", "event_id": item.event_id}
+                        )
                     continue
                 event = item.envelope
                 found: dict[str, Stored] = {}
@@ -243,15 +250,24 @@ class ScoringEngine:
                     if stored is not None:
                         found[key] = stored
                         current[key] = stored.state
-                for key, state in apply(current, event).items():
+                changed = apply(current, event)
+                for key, state in changed.items():
                     previous = found.get(key)
                     if previous is None:
                         state_of.put(key, Stored(state))
                     else:
                         state_of.put(key, Stored(state, previous.published))
-                    if key in unscored:
-                        conflated += 1
-                    unscored[key] = item.event_id
+                    conflated += add_cause(unscored, key, item.event_id)
+                if trace:
+                    log.debug(
+                        "event folded into %d entities",
+                        len(changed),
+                        extra={
+                            "stage": "score",
+                            "event_id": item.event_id,
+                            "entities": list(changed),
+                        },
+                    )
             self._anchors[partition] = record.event
             self.pending_events += len(record.items)
         self.metrics.conflated.inc(conflated)
@@ -290,14 +306,14 @@ class ScoringEngine:
         for partition, changed in self._unscored.items():
             state_of = self.entities.partition(partition)
             linked = self._linked.get(partition, set())
-            eager: dict[str, str] = {}
+            eager: Causes = {}
             if self.watched is not None:
                 for key in [k for k in changed if k.startswith("collection:")]:
                     for nft in self.watched.nfts_of(key):
                         if nft not in changed:
                             eager[nft] = changed[key]
             rows: list[HistoryRow] = []
-            for key, cause in (*changed.items(), *eager.items()):
+            for key, causes in (*changed.items(), *eager.items()):
                 stored = state_of.get(key)
                 if stored is None:
                     continue
@@ -305,7 +321,7 @@ class ScoringEngine:
                 if not is_new_version(stored.published, result):
                     continue
                 published, publication = publish(
-                    key, stored.published, result, cause, now, self.threshold
+                    key, stored.published, result, causes[-1], now, self.threshold, causes
                 )
                 if isinstance(stored.state, NftState) and stored.state.provenance.owner:
                     publication.owner = stored.state.provenance.owner
@@ -324,6 +340,8 @@ class ScoringEngine:
                 await self.output.send(self.topics.history, value=record, partition=partition)
         emitted = 0
         partitions = self.settings.partitions
+        if log.isEnabledFor(logging.DEBUG):
+            _trace_publications(publications)
         for p in publications:
             if p.emit:
                 value = orjson.dumps(delta_record(p))
@@ -343,12 +361,13 @@ class ScoringEngine:
             for record in encode_links(links):
                 await self.output.send(self.topics.links, value=record, partition=target)
 
-    def _plan_links(self, state_of: PartitionState, changed: dict[str, str], now: datetime) -> None:
+    def _plan_links(self, state_of: PartitionState, changed: Causes, now: datetime) -> None:
         """Queue the reports of changed collections and the summaries of changed wallets that
         say something new; remember what was sent with the partition's state."""
         partitions = self.settings.partitions
         now_ms = int(now.timestamp() * 1000)
-        for key, cause in changed.items():
+        for key, causes in changed.items():
+            cause = causes[-1]
             stored = state_of.get(key)
             if stored is None:
                 continue
@@ -393,9 +412,7 @@ class ScoringEngine:
             self._anchors[partition] = record.event
             self.pending_events += len(record.links)
 
-    def _receive_report(
-        self, state_of: PartitionState, unscored: dict[str, str], link: ReportLink
-    ) -> bool:
+    def _receive_report(self, state_of: PartitionState, unscored: Causes, link: ReportLink) -> bool:
         previous = state_of.get(link.wallet)
         wallet = previous.state if previous is not None else None
         assert wallet is None or isinstance(wallet, WalletState)
@@ -405,11 +422,11 @@ class ScoringEngine:
         state_of.put(
             link.wallet, Stored(updated, previous.published) if previous else Stored(updated)
         )
-        unscored[link.wallet] = link.cause
+        add_cause(unscored, link.wallet, link.cause)
         return True
 
     def _receive_summary(
-        self, partition: int, state_of: PartitionState, unscored: dict[str, str], link: SummaryLink
+        self, partition: int, state_of: PartitionState, unscored: Causes, link: SummaryLink
     ) -> bool:
         key = summary_key(link.wallet)
         found = state_of.get_link(key)
@@ -427,7 +444,7 @@ class ScoringEngine:
         dependants = self._linked.setdefault(partition, set())
         for collection in replica_collections(held, replica):
             if partition_for(collection, partitions) == partition and state_of.get(collection):
-                unscored.setdefault(collection, link.cause)
+                unscored.setdefault(collection, [link.cause])
                 dependants.add(collection)
         was_flagging = held is not None and flags_owners(held.summary)
         if (was_flagging or flags_owners(replica.summary)) and self.watched is not None:
@@ -437,12 +454,14 @@ class ScoringEngine:
                 stored = state_of.get(nft)
                 state = stored.state if stored is not None else None
                 if isinstance(state, NftState) and link.wallet in chain_wallets(state):
-                    unscored.setdefault(nft, link.cause)
+                    unscored.setdefault(nft, [link.cause])
                     dependants.add(nft)
         return True
 
     async def checkpoint(self) -> None:
         """Publish, write changed state and dedup chunks, wait for every output."""
+        started = time.perf_counter()
+        events = self.pending_events
         await self.publish()
         self._check_generation()
         writes = dedup_writes = 0
@@ -456,10 +475,38 @@ class ScoringEngine:
         await self.output.flush()
         self.metrics.table_writes.labels("entity-state").inc(writes)
         self.metrics.table_writes.labels("scoring-dedup").inc(dedup_writes)
+        log.info(
+            "checkpoint: %d events, %d partitions, %d state and %d dedup writes in %.0f ms",
+            events,
+            len(self._anchors),
+            writes,
+            dedup_writes,
+            (time.perf_counter() - started) * 1000,
+            extra={"stage": "checkpoint"},
+        )
         self._anchors.clear()
         self.pending_events = 0
         # The lanes acknowledge next; Faust flushes the producer before it commits offsets,
         # so everything queued above is durable before the input it covers is committed.
+
+
+def _trace_publications(publications: Sequence[Publication]) -> None:
+    """One DEBUG line per new version, naming the events that made it (conflated)."""
+    for p in publications:
+        log.debug(
+            "delta %s v%d" if p.emit else "version %s v%d (below significance: no delta)",
+            p.entity,
+            p.version,
+            extra={
+                "stage": "delta",
+                "entity": p.entity,
+                "version": p.version,
+                "score": p.score,
+                "previous": p.previous,
+                "event_id": p.cause_event_id,
+                "event_ids": list(p.cause_event_ids),
+            },
+        )
 
 
 def _kind(link: Link) -> str:

@@ -32,6 +32,7 @@ from trustscore_stream.db.migrate import upgrade
 from trustscore_stream.fetch_wait import use_fetch_wait
 from trustscore_stream.live.follower import BroadcastFollower
 from trustscore_stream.live.hub import Hub, HubLimits
+from trustscore_stream.logs.setup import configure_logging, logging_config
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.output import BatchingOutput
 from trustscore_stream.settings import Settings, load_settings
@@ -105,6 +106,8 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "stream_wait_empty": False,
         "consumer_auto_offset_reset": "earliest",
         "loghandlers": [],
+        # Our JSON lines (logs/setup.py) for Faust's, mode's and aiokafka's loggers too.
+        "logging_config": logging_config(settings),
     }
     if settings.embedded_broker:
         # Tansu 0.6.0 reports a wrong end offset after a multi-record batch, which breaks
@@ -206,7 +209,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     register_ops(app, runtime)
     # Topics that are only written to are not declared by subscription: create them at start.
     app.task(_declare_send_only_topics(topics))
-    app.task(undo_spinner_log_level)
+    app.task(_undo_spinner(settings))
     app.task(_migrate_database(settings, history))
     return app, runtime
 
@@ -231,6 +234,13 @@ def _migrate_database(settings: Settings, history: HistoryStage) -> Any:
     return migrate
 
 
+def _undo_spinner(settings: Settings) -> Any:
+    async def undo() -> None:
+        await undo_spinner_log_level(logging.getLevelName(settings.log_level))
+
+    return undo
+
+
 def _declare_send_only_topics(topics: Topics) -> Any:
     async def declare() -> None:
         for topic in topics.all():
@@ -244,6 +254,8 @@ def _settings_for_worker() -> Settings:
     TRUSTSCORE_BROKER it starts the embedded broker (CONTRACT §7), stopped when the process
     exits; that broker keeps nothing, so the worker starts with fresh local state."""
     settings = load_settings()
+    # Lines logged before Faust's worker applies the same configuration are JSON too.
+    configure_logging(settings)
     if settings.broker is not None:
         return settings
     from trustscore_stream.embedded import EmbeddedBroker

@@ -26,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from trustscore_stream.embedded import EmbeddedBroker
+from trustscore_stream.logs.setup import configure_logging
 from trustscore_stream.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops
 from trustscore_stream.processes import WorkerProcess, worker_env
 from trustscore_stream.settings import Settings, load_settings
@@ -149,11 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_source_commands(sub)
     add_ops_commands(sub)  # dlq, rescore, verify, status (trustscore_stream/ops/)
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.command == "worker":
-        faust_args = ["faust", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", *rest]
-        os.execvp(sys.executable, [sys.executable, "-m", *faust_args])
     settings = load_settings()
+    if args.command == "worker":
+        # Faust's start-up banner is not a log line: keep it out of a JSON stream.
+        quiet = ["--quiet"] if (settings.log_format or "json") == "json" else []
+        faust_args = ["faust", *quiet, "-L", "uvloop", "-A", "trustscore_stream.app", "worker"]
+        os.execvp(sys.executable, [sys.executable, "-m", *faust_args, *rest])
+    # dev, demo and the ops commands talk to a person on this console (a worker's JSON lines
+    # go to its log file); the sources are services: JSON unless TRUSTSCORE_LOG_FORMAT says.
+    configure_logging(settings, default_format="json" if args.command == "source" else "text")
     if args.command in OPS_COMMANDS:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

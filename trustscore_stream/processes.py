@@ -73,7 +73,9 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "faust", "-L", self.loop, "-A", "trustscore_stream.app"]
+        # --quiet: Faust's start-up banner is not a log line (the log file is JSON lines).
+        command = [sys.executable, "-m", "faust", "--quiet", "-L", self.loop]
+        command += ["-A", "trustscore_stream.app"]
         command += ["worker"]
         command += ["-l", self.loglevel, "--web-port", str(self.web_port)]
         with open(self.log_path, "ab") as log:

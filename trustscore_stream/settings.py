@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trustscore_stream.logs.components import COMPONENTS
 
 DEFAULT_WEB_PORT = 6066
 
@@ -70,7 +73,12 @@ class Settings:
     ingest_rate: float = 1000.0
     # Refuse HMAC-signed requests without a fresh signed X-TrustScore-Timestamp (replays).
     ingest_require_timestamp: bool = False
+    # Logging (docs/operations.md "Logging"): the default level, levels per component,
+    # json or text (None: the process's own default), and the id every line carries.
     log_level: str = "INFO"
+    log_levels: Mapping[str, str] = field(default_factory=dict)
+    log_format: str | None = None
+    worker_id: str = ""
     # Which stages this worker runs; all by default. Splitting them lets ingest and scoring
     # scale as separate worker pools (and the ingest benchmark measure ingest alone).
     stages: frozenset[str] = frozenset({"ingest", "route", "lanes", "notify"})
@@ -227,7 +235,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=env_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
-        log_level=(env.get("TRUSTSCORE_LOG_LEVEL") or "INFO").upper(),
+        log_level=log_level("TRUSTSCORE_LOG_LEVEL", env.get("TRUSTSCORE_LOG_LEVEL") or "INFO"),
+        log_levels=parse_log_levels(env.get("TRUSTSCORE_LOG_LEVELS") or ""),
+        log_format=_log_format(env.get("TRUSTSCORE_LOG_FORMAT")),
+        worker_id=_worker_id(env),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
         fetch_wait=_int(env, "TRUSTSCORE_FETCH_WAIT_MS", 0, 1) or None,
         sse_ping_s=_ping(env_float(env, "TRUSTSCORE_SSE_PING", 15.0, 0.01)),
@@ -287,6 +298,54 @@ def environment_variables() -> tuple[str, ...]:
     env = _RecordingEnv()
     load_settings(env)
     return tuple(dict.fromkeys(env.names))
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+
+
+def log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+def parse_log_levels(raw: str) -> dict[str, str]:
+    """`component=LEVEL,component=LEVEL` (components: logs/components.py)."""
+    levels: dict[str, str] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        component, sep, level = part.partition("=")
+        component = component.strip().lower()
+        if not sep or component not in COMPONENTS:
+            raise SettingsError(
+                "TRUSTSCORE_LOG_LEVELS must be comma-separated component=LEVEL with components "
+                f"{', '.join(COMPONENTS)}; got {part!r}"
+            )
+        levels[component] = log_level(f"TRUSTSCORE_LOG_LEVELS ({component})", level)
+    return levels
+
+
+def _log_format(raw: str | None) -> str | None:
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise SettingsError(f"TRUSTSCORE_LOG_FORMAT must be json or text, got {raw!r}")
+    return value
+
+
+def _worker_id(env: Mapping[str, str]) -> str:
+    """TRUSTSCORE_WORKER_ID, else host:web port (unique per worker, as table routing needs)."""
+    explicit = (env.get("TRUSTSCORE_WORKER_ID") or "").strip()
+    if explicit:
+        return explicit
+    port = _int(env, "TRUSTSCORE_WEB_PORT", DEFAULT_WEB_PORT, 1)
+    return f"{socket.gethostname()}:{port}"
 
 
 def _ping(seconds: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -78,9 +79,17 @@ def targets(sub: SubscriptionRecord) -> list[tuple[str, str | None]]:
 
 
 def data_of(
-    facts: dict[str, Any], cause_event_id: str | None, version: int | None
+    facts: dict[str, Any],
+    cause_event_id: str | None,
+    version: int | None,
+    cause_event_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    return {**facts, "cause_event_id": cause_event_id, "version": version}
+    """The notification's `data`; `cause_event_ids` (the events a conflated delta carried,
+    the last being the cause) only when there were several."""
+    data = {**facts, "cause_event_id": cause_event_id, "version": version}
+    if len(cause_event_ids) > 1:
+        data["cause_event_ids"] = list(cause_event_ids)
+    return data
 
 
 # The scoring model's fraud_risk evidence line for a finding (scoring/fraud.py `describe`;

@@ -9,6 +9,7 @@ version is kept with the entity's state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,9 @@ class Publication(msgspec.Struct, gc=False):
     result: ScoreResult
     emit: bool
     owner: str | None = None  # an NFT's current owner (wallet address), when known
+    # Every event conflated into this version (at most scoring/causes.py MAX_CAUSES, the
+    # newest), oldest first; the last is `cause_event_id`.
+    cause_event_ids: tuple[str, ...] = ()
 
 
 def is_new_version(previous: Published, result: ScoreResult) -> bool:
@@ -79,6 +83,7 @@ def publish(
     cause_event_id: str | None,
     at: datetime,
     threshold: float,
+    cause_event_ids: Sequence[str] = (),
 ) -> tuple[Published, Publication]:
     """The next version of `entity` (call only when `is_new_version`)."""
     version = previous.version + 1
@@ -94,6 +99,7 @@ def publish(
         at=at,
         result=result,
         emit=emit,
+        cause_event_ids=tuple(cause_event_ids),
     )
     published = Published(
         version=version,
@@ -114,7 +120,8 @@ MAX_EVIDENCE = 5
 
 def delta_record(p: Publication) -> dict[str, Any]:
     """The CONTRACT §6 delta: the SSE `score` data plus `model_version`, extended with
-    `owner` (NFTs) and `evidence` of the alert factors that changed."""
+    `owner` (NFTs), `evidence` of the alert factors that changed and, when several events
+    were conflated into it, `cause_event_ids` (oldest first, the last is the cause)."""
     previous = p.previous
     record = {
         "entity": p.entity,
@@ -130,6 +137,8 @@ def delta_record(p: Publication) -> dict[str, Any]:
     }
     if p.owner:
         record["owner"] = p.owner
+    if len(p.cause_event_ids) > 1:
+        record["cause_event_ids"] = list(p.cause_event_ids)
     evidence = {
         fid: list(p.result.factors[fid].evidence[:MAX_EVIDENCE])
         for fid in ALERT_FACTORS
