@@ -30,8 +30,7 @@ _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"message", "asctime"}
 
 def rfc3339_utc(created: float) -> str:
     """`2026-11-22T10:15:03.120Z` for a record's `created` time (time.time() seconds)."""
-    seconds = int(created)
-    millis = int((created - seconds) * 1000)
+    seconds, millis = divmod(round(created * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
