@@ -24,11 +24,13 @@ MIN_SECRET_LEN = 4  # shorter "secrets" would mask ordinary words and numbers
 
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@\"'\\]*:)([^\s@/\"'\\]+)@")
 _BEARER = re.compile(r"(\b(?:[Bb]earer|[Bb]asic)\s+)([A-Za-z0-9._~+/=-]+)")
-# key (…secret, …password, api_key, token, access_token…) + separator (`=`, `: `, `": "`,
-# with JSON-escaped quotes) + value. `token_id` is not a key: `token` must end the word.
+# The key ends in secret, password, passwd, api_key or token (`webhook_secret`, `smtp_password`,
+# `access_token`; not `token_id`: the word must end there), then a separator (`=`, `: `,
+# `": "`, with JSON-escaped quotes), then the value. The match starts at the keyword, so the
+# scan stays linear on long lines.
 _KEYED = re.compile(
     r"""(?ix)
-    (\b[\w-]*(?:secret|password|passwd|api[_-]?key)|\b(?:access_|auth_|refresh_)?token)\b
+    (secret|password|passwd|api[_-]?key|token)\b
     ((?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)
     ([^\s"'\\,;&)}\]]+)
     """
@@ -53,8 +55,14 @@ class Redactor:
                 text = text.replace(secret, MASK)
         if "://" in text:
             text = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
-        text = _BEARER.sub(rf"\g<1>{MASK}", text)
-        return _KEYED.sub(_mask_value, text)
+        if "earer " in text or "asic " in text:
+            text = _BEARER.sub(rf"\g<1>{MASK}", text)
+        # A line without these words cannot hold a keyed secret: most lines skip the regex
+        # (plain `in` tests, a few hundred ns on a long line; the regex costs far more).
+        lower = text.lower()
+        if "secret" in lower or "passw" in lower or "token" in lower or "api" in lower:
+            text = _KEYED.sub(_mask_value, text)
+        return text
 
 
 def _mask_value(match: re.Match[str]) -> str:
