@@ -80,4 +80,5 @@ EXPOSE 6066
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('TRUSTSCORE_WEB_PORT', '6066'), timeout=4)"]
 
-CMD ["faust", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", "-l", "info"]
+# --quiet: Faust's start-up banner is printed, not logged; the log stream is JSON lines.
+CMD ["faust", "--quiet", "-L", "uvloop", "-A", "trustscore_stream.app", "worker", "-l", "info"]

@@ -273,13 +273,13 @@ class ScoringEngine:
         self.metrics.conflated.inc(conflated)
 
     def _fold_rescore(
-        self, state_of: PartitionState, unscored: dict[str, str], request: RescoreRequest
+        self, state_of: PartitionState, unscored: Causes, request: RescoreRequest
     ) -> None:
         """Mark the requested entities changed: the next publish scores them from their
         state and versions them only if the score differs (so a repeat adds nothing)."""
         for entity in request.entities:
             if state_of.get(entity) is not None:
-                unscored.setdefault(entity, request.cause)  # an event's cause goes first
+                unscored.setdefault(entity, [request.cause])  # an event's cause goes first
         self._rescores_folded[request.request_id] = None
         while len(self._rescores_folded) > MAX_REMEMBERED_RESCORES:
             del self._rescores_folded[next(iter(self._rescores_folded))]

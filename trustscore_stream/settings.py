@@ -238,7 +238,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level("TRUSTSCORE_LOG_LEVEL", env.get("TRUSTSCORE_LOG_LEVEL") or "INFO"),
         log_levels=parse_log_levels(env.get("TRUSTSCORE_LOG_LEVELS") or ""),
         log_format=_log_format(env.get("TRUSTSCORE_LOG_FORMAT")),
-        worker_id=_worker_id(env),
+        worker_id=_worker_id(
+            env.get("TRUSTSCORE_WORKER_ID"), _int(env, "TRUSTSCORE_WEB_PORT", DEFAULT_WEB_PORT, 1)
+        ),
         stages=_stages(env.get("TRUSTSCORE_STAGES")),
         fetch_wait=_int(env, "TRUSTSCORE_FETCH_WAIT_MS", 0, 1) or None,
         sse_ping_s=_ping(env_float(env, "TRUSTSCORE_SSE_PING", 15.0, 0.01)),
@@ -339,13 +341,10 @@ def _log_format(raw: str | None) -> str | None:
     return value
 
 
-def _worker_id(env: Mapping[str, str]) -> str:
+def _worker_id(raw: str | None, web_port: int) -> str:
     """TRUSTSCORE_WORKER_ID, else host:web port (unique per worker, as table routing needs)."""
-    explicit = (env.get("TRUSTSCORE_WORKER_ID") or "").strip()
-    if explicit:
-        return explicit
-    port = _int(env, "TRUSTSCORE_WEB_PORT", DEFAULT_WEB_PORT, 1)
-    return f"{socket.gethostname()}:{port}"
+    explicit = (raw or "").strip()
+    return explicit or f"{socket.gethostname()}:{web_port}"
 
 
 def _ping(seconds: float) -> float:

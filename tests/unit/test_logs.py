@@ -30,12 +30,14 @@ JWT = "jwt-secret-0123456789-abcdefghij"
 SMTP = "smtp-pass-word-42"
 INGEST = "ingest-key-secret-xyz"
 DB_PASSWORD = "db-pass-987"
+OPS = "ops-token-for-the-cli"
 ENV = {
     "TRUSTSCORE_JWT_SECRET": JWT,
     "TRUSTSCORE_SMTP_PASSWORD": SMTP,
     "TRUSTSCORE_INGEST_KEYS": f"k1:{INGEST}",
     "TRUSTSCORE_DATABASE_URL": f"postgresql+psycopg://trust:{DB_PASSWORD}@db:5432/trust",
     "TRUSTSCORE_WORKER_ID": "w-test",
+    "TRUSTSCORE_OPS_TOKEN": OPS,
 }
 
 
@@ -123,6 +125,7 @@ def test_rfc3339_utc_has_milliseconds_and_z() -> None:
         ("trustscore_stream.notifications.channels", "delivery"),  # longest prefix wins
         ("trustscore_stream.web.stream", "live"),
         ("trustscore_stream.web.scores", "web"),
+        ("trustscore_stream.web.ops", "ops"),
         ("trustscore_stream.output", "app"),
         ("faust.transport.drivers.aiokafka", "faust"),
         ("aiokafka.consumer.group_coordinator", "aiokafka"),
@@ -243,12 +246,12 @@ def test_logging_settings_defaults_and_validation() -> None:
 
 def test_configured_secrets_are_masked_in_json_and_text() -> None:
     redactor = redactor_for(load_settings(ENV))
-    message = f"jwt {JWT} smtp {SMTP} key {INGEST} url {ENV['TRUSTSCORE_DATABASE_URL']}"
+    message = f"jwt {JWT} smtp {SMTP} key {INGEST} ops {OPS} url {ENV['TRUSTSCORE_DATABASE_URL']}"
     for formatter in (JsonFormatter("w", redactor), TextFormatter("w", redactor)):
         line = formatter.format(
             record(msg=message, args=(), extra={"config": {"nested": [f"x{SMTP}y"]}}, exc=True)
         )
-        for secret in (JWT, SMTP, INGEST, DB_PASSWORD):
+        for secret in (JWT, SMTP, INGEST, OPS, DB_PASSWORD):
             assert secret not in line, (formatter, line)
         assert "postgresql+psycopg://trust:***@db:5432/trust" in line
 

@@ -34,6 +34,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "live": ("trustscore_stream.live", "trustscore_stream.web.stream"),
     "web": ("trustscore_stream.web",),
     "sources": ("trustscore_stream.sources",),
+    "ops": ("trustscore_stream.ops", "trustscore_stream.web.ops"),
     "cli": ("trustscore_stream.cli", "trustscore_stream.processes"),
     "broker": ("trustscore_stream.embedded",),
     "app": ("trustscore_stream",),  # the rest of ours: app.py, output.py, fetch_wait.py…

@@ -3,8 +3,8 @@
 Applied to each formatted line, whatever produced it (our messages, extra fields, a library's
 message, an exception's traceback), in two ways:
 
-- the configured secrets themselves (JWT secret, SMTP password, ingest key secrets, the
-  database URL's password), wherever they appear, raw or JSON-escaped;
+- the configured secrets themselves (JWT secret, SMTP password, ops token, ingest key
+  secrets, the database URL's password), wherever they appear, raw or JSON-escaped;
 - by shape, for secrets the process does not know in advance (a subscription's webhook
   secret in a repr or a dict, a bearer token, the password in any URL): the value after a
   key named like `secret`, `password`, `api_key` or `token`, the token after `Bearer`, and

@@ -28,6 +28,7 @@ def redactor_for(settings: Settings) -> Redactor:
         [
             settings.jwt_secret,
             settings.smtp_password,
+            settings.ops_token,
             url_password(settings.database_url),
             *settings.ingest_keys.values(),
         ]
