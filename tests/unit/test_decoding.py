@@ -139,3 +139,16 @@ def test_nesting_beyond_the_decoders_limit_is_a_rejection(raw: bytes) -> None:
     decoded = decode_record(raw)
     assert decoded.envelopes == []
     assert [(r.reason, r.raw) for r in decoded.rejections] == [("too_deep", raw)]
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])
+def test_invalid_utf8_inside_a_string_is_invalid_encoding(bad: bytes) -> None:
+    """msgspec raises UnicodeDecodeError (not a DecodeError) for bad UTF-8 inside a string."""
+    broken = orjson.dumps(sale("x")).replace(b'"x"', b'"x' + bad + b'"')
+    single = decode_record(broken)
+    assert [(r.reason, r.raw) for r in single.rejections] == [("invalid_encoding", broken)]
+    batch = decode_record(b"[" + orjson.dumps(sale("a")) + b"," + broken + b"]")
+    assert [e.event_id for e in batch.envelopes] == ["a"]
+    assert [(r.reason, r.index, r.raw) for r in batch.rejections] == [
+        ("invalid_encoding", 1, broken)
+    ]

@@ -116,6 +116,8 @@ def decode_one(raw: bytes, index: int | None = None) -> Envelope | Rejection:
         return Rejection(reason, str(exc), raw, index)
     except RecursionError:
         return _too_deep(raw, index)
+    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a string
+        return Rejection(INVALID_ENCODING, str(exc), raw, index)
 
 
 def decode_record(raw: bytes) -> DecodedRecord:
@@ -142,6 +144,8 @@ def _split(raw: bytes) -> list[msgspec.Raw] | Rejection:
         return Rejection(reason, f"batch record: {exc}", raw)
     except RecursionError:
         return _too_deep(raw)
+    except UnicodeDecodeError as exc:
+        return Rejection(INVALID_ENCODING, f"batch record: {exc}", raw)
 
 
 def _decode_batch(raw: bytes) -> DecodedRecord:
@@ -154,7 +158,7 @@ def _decode_batch(raw: bytes) -> DecodedRecord:
         # it down the per-item path, which finds and reports every bad item by index.
         try:
             decoded = decode_envelopes(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
             pass
         else:
             if 0 < len(decoded) <= MAX_BATCH_ENVELOPES:
