@@ -121,3 +121,34 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 def test_roundtrip_through_encoder() -> None:
     event = decode_envelope(orjson.dumps(sale("rt")))
     assert decode_envelope(encode_envelope(event)) == event
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 2000,
+        b"[" * 1500 + b"]" * 1500,
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+        orjson.dumps(sale("deep"))[:-1] + b',"pad":' + b"[" * 1500 + b"]" * 1500 + b"}",
+        b"[" + orjson.dumps(sale("ok")) + b"," + b"[" * 5000 + b"]" * 5000 + b"]",
+    ],
+)
+def test_nesting_beyond_the_decoders_limit_is_a_rejection(raw: bytes) -> None:
+    """msgspec raises RecursionError (not a DecodeError) past ~1,000 levels: a reason, not an
+    exception. A batch record that cannot even be split is rejected whole."""
+    decoded = decode_record(raw)
+    assert decoded.envelopes == []
+    assert [(r.reason, r.raw) for r in decoded.rejections] == [("too_deep", raw)]
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])
+def test_invalid_utf8_inside_a_string_is_invalid_encoding(bad: bytes) -> None:
+    """msgspec raises UnicodeDecodeError (not a DecodeError) for bad UTF-8 inside a string."""
+    broken = orjson.dumps(sale("x")).replace(b'"x"', b'"x' + bad + b'"')
+    single = decode_record(broken)
+    assert [(r.reason, r.raw) for r in single.rejections] == [("invalid_encoding", broken)]
+    batch = decode_record(b"[" + orjson.dumps(sale("a")) + b"," + broken + b"]")
+    assert [e.event_id for e in batch.envelopes] == ["a"]
+    assert [(r.reason, r.index, r.raw) for r in batch.rejections] == [
+        ("invalid_encoding", 1, broken)
+    ]

@@ -33,6 +33,9 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 INVALID_VALUE = "invalid_value"
 UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+# JSON nested deeper than the decoder's recursion limit (about 1,000 levels): msgspec raises
+# RecursionError there, which is neither a DecodeError nor a ValidationError.
+TOO_DEEP = "too_deep"
 
 REASONS: tuple[str, ...] = (
     INVALID_JSON,
@@ -46,6 +49,7 @@ REASONS: tuple[str, ...] = (
     WRONG_TYPE,
     INVALID_VALUE,
     UNSUPPORTED_SCHEMA_VERSION,
+    TOO_DEEP,
 )
 
 
@@ -81,6 +85,10 @@ def classify_validation_error(message: str) -> str:
     return INVALID_VALUE
 
 
+def _too_deep(raw: bytes, index: int | None = None) -> Rejection:
+    return Rejection(TOO_DEEP, "JSON nested deeper than the decoder allows", raw, index)
+
+
 def _is_utf8(raw: bytes) -> bool:
     try:
         raw.decode("utf-8")
@@ -106,6 +114,10 @@ def decode_one(raw: bytes, index: int | None = None) -> Envelope | Rejection:
     except msgspec.DecodeError as exc:
         reason = INVALID_JSON if _is_utf8(raw) else INVALID_ENCODING
         return Rejection(reason, str(exc), raw, index)
+    except RecursionError:
+        return _too_deep(raw, index)
+    except UnicodeDecodeError as exc:  # msgspec's error for invalid UTF-8 inside a string
+        return Rejection(INVALID_ENCODING, str(exc), raw, index)
 
 
 def decode_record(raw: bytes) -> DecodedRecord:
@@ -130,6 +142,10 @@ def _split(raw: bytes) -> list[msgspec.Raw] | Rejection:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         reason = INVALID_JSON if _is_utf8(raw) else INVALID_ENCODING
         return Rejection(reason, f"batch record: {exc}", raw)
+    except RecursionError:
+        return _too_deep(raw)
+    except UnicodeDecodeError as exc:
+        return Rejection(INVALID_ENCODING, f"batch record: {exc}", raw)
 
 
 def _decode_batch(raw: bytes) -> DecodedRecord:
@@ -142,7 +158,7 @@ def _decode_batch(raw: bytes) -> DecodedRecord:
         # it down the per-item path, which finds and reports every bad item by index.
         try:
             decoded = decode_envelopes(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError):
             pass
         else:
             if 0 < len(decoded) <= MAX_BATCH_ENVELOPES:
