@@ -20,7 +20,10 @@ DEFAULT_START = "2026-01-01T00:00:00Z"
 
 def parse_time(text: str) -> int:
     """RFC 3339 with a zone (a trailing `Z` accepted) → epoch milliseconds."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"time {text!r} is not RFC 3339 (e.g. 2026-01-01T00:00:00Z)") from None
     if value.tzinfo is None:
         raise ValueError(f"time {text!r} has no zone (e.g. 2026-01-01T00:00:00Z)")
     return round(value.timestamp() * 1000)

@@ -47,7 +47,7 @@ BUYBACK_SHARE = 0.1
 # Free transfers mostly move a token between a holder's own wallets (to a vault and back),
 # the rest are gifts or OTC deals with other traders.
 VAULT_SHARE = 0.7
-# Share of sales whose on-chain transfer leg is also observed (same tx hash, seconds later).
+# Share of sales whose on-chain transfer leg is also observed (same tx hash and time).
 LEG_SHARE = 0.3
 # Sales paid in WETH (accepted offers) rather than ETH; the model treats them alike.
 WETH_SHARE = 0.15
@@ -392,13 +392,16 @@ class Market:
         c.record_sale(price, t)
         currency = "WETH" if rng.random() < WETH_SHARE else "ETH"
         tx = self.make.tx_hash()
+        log = rng.randrange(1, 300)  # the sale's log; the token's Transfer log is just before
         token = c.token_id(i)
-        sale = self.make.sale(t, c.contract, token, seller, buyer, price, currency=currency, tx=tx)
+        sale = self.make.sale(
+            t, c.contract, token, seller, buyer, price, currency=currency, tx=tx, log=log
+        )
         out = [(t, sale)]
         if rng.random() < LEG_SHARE:
-            # The chain source sees the same transaction's transfer a few seconds later.
-            later = t + rng.randrange(2_000, 15_000)
-            out.append((later, self.make.transfer(later, c.contract, token, seller, buyer, tx=tx)))
+            # The chain source also reports the transaction's transfer: same block, same time.
+            leg = self.make.transfer(t, c.contract, token, seller, buyer, tx=tx, log=log - 1)
+            out.append((t, leg))
         return out
 
     def _mint(self, t: int) -> list[tuple[int, Envelope]] | None:
