@@ -116,27 +116,13 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"trustscore-stream simulate: {exc}", file=sys.stderr)
         return 2
-    total = simulation.config.events or 0
     labels = args.labels or (Path(f"{args.out}.labels.json") if args.out else None)
-    with tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, disable=None) as bar:
-        if args.out is not None:
-            write_jsonl(simulation.events(), args.out, bar.update)
-            where = str(args.out)
-        else:
-            from trustscore_stream.topics import EVENTS  # imports Faust: only when sending
-
-            assert settings.broker is not None
-            topic = settings.topic(EVENTS)
-            sending = publish(
-                simulation.events(),
-                bootstrap(settings.broker),
-                topic,
-                args.rate,
-                args.batch,
-                bar.update,
-            )
-            asyncio.run(sending)
-            where = f"{settings.broker} topic {topic}"
+    try:
+        where = _emit(simulation, args, settings)
+    except KeyboardInterrupt:
+        # The labels would describe scenarios that were not played to their end.
+        print(f"interrupted after {simulation.emitted:,} events; no labels", file=sys.stderr)
+        return 130
     if labels is not None:
         write_labels(simulation, labels)
     scenarios = len(simulation.labels)
@@ -146,6 +132,29 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _emit(simulation: Simulation, args: argparse.Namespace, settings: Settings) -> str:
+    """Write or send every event; returns where they went."""
+    total = simulation.config.events or 0
+    with tqdm(total=total, unit="ev", unit_scale=True, file=sys.stderr, disable=None) as bar:
+        if args.out is not None:
+            write_jsonl(simulation.events(), args.out, bar.update)
+            return str(args.out)
+        from trustscore_stream.topics import EVENTS  # imports Faust: only when sending
+
+        assert settings.broker is not None
+        topic = settings.topic(EVENTS)
+        sending = publish(
+            simulation.events(),
+            bootstrap(settings.broker),
+            topic,
+            args.rate,
+            args.batch,
+            bar.update,
+        )
+        asyncio.run(sending)
+        return f"{settings.broker} topic {topic}"
 
 
 def bootstrap(broker_url: str) -> str:
