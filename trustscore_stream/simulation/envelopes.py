@@ -14,7 +14,7 @@ from trustscore_stream.simulation.clock import TimeFormatter
 
 CHAIN = "eth"
 MARKETPLACES: tuple[str, ...] = ("opensea", "blur", "magiceden", "looksrare")
-MARKETPLACE_WEIGHTS: tuple[float, ...] = (0.5, 0.35, 0.1, 0.05)
+MARKETPLACE_CUM: tuple[float, ...] = (0.5, 0.85, 0.95, 1.0)  # shares 50, 35, 10, 5 %
 PLATFORMS: tuple[str, ...] = ("x", "discord", "reddit", "telegram")
 
 Envelope = dict[str, Any]
@@ -72,7 +72,7 @@ class EnvelopeFactory:
         return envelope
 
     def marketplace(self) -> str:
-        return self.rng.choices(MARKETPLACES, MARKETPLACE_WEIGHTS)[0]
+        return self.rng.choices(MARKETPLACES, cum_weights=MARKETPLACE_CUM)[0]
 
     def mint(
         self, t: int, contract: str, token_id: str, to: str, creator: str, price: float
