@@ -42,14 +42,6 @@ class Label:
     def tell(self, event_id: str, at: int, entity: str, what: str) -> None:
         self.significant.append(Significant(event_id, at, entity, what))
 
-    def ids(self, kind: str | None = None) -> list[str]:
-        """Entity ids of the label (of one kind: nft, collection, wallet), in order."""
-        out: list[str] = []
-        for r in self.entities:
-            if (kind is None or r.entity.startswith(kind + ":")) and r.entity not in out:
-                out.append(r.entity)
-        return out
-
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -106,7 +106,6 @@ class MarketShape:
 
 @dataclass(slots=True, eq=False)
 class Collection:
-    index: int
     contract: str
     creator: str
     popularity: float
@@ -240,7 +239,6 @@ class Market:
         rng = self.rng
         hot = [rng.lognormvariate(0.0, 0.7) for _ in range(size)]
         collection = Collection(
-            index=len(self.collections),
             contract=address(rng),
             creator=creator or address(rng),
             popularity=popularity,

@@ -533,7 +533,6 @@ class StolenNft(Scenario):
         collection.locked.add(token)
         self.thief = market.fresh_wallet()
         self.victim = collection.owners[token]  # locked from now: still the owner at theft
-        self.buyers: list[str] = []
         self._first_sale = start
         nft = collection.nft(token)
         label = self.label
@@ -578,7 +577,6 @@ class StolenNft(Scenario):
         def step(t: int) -> Envelope:
             c, i = self.c, self.i
             buyer = self.market.trader_except(c.owners[i], self.victim)
-            self.buyers.append(buyer)
             price = self._value(t) * multiple
             seller = c.move(i, buyer)
             c.record_sale(price, t)
