@@ -11,6 +11,7 @@ stage that acknowledges input covered by these records calls `flush()` first.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import faust
@@ -28,7 +29,9 @@ class Output(Protocol):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None: ...
+    ) -> Awaitable[object]:
+        """Queue a record; the result resolves once the broker has acknowledged it."""
+        ...
 
     async def flush(self) -> None: ...
 
@@ -43,8 +46,8 @@ class FaustOutput:
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None:
-        await topic.send(key=key, value=value, partition=partition)
+    ) -> Awaitable[object]:
+        return await topic.send(key=key, value=value, partition=partition)
 
     async def flush(self) -> None:
         return None  # Faust flushes its producer before it commits
@@ -93,10 +96,11 @@ class BatchingOutput(Service):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None:
+    ) -> Awaitable[object]:
         producer = self._producer or await self._ensure_producer()
         delivery = await producer.send(topic.get_topic_name(), value, key=key, partition=partition)
         self._pending.append(delivery)
+        return delivery  # type: ignore[no-any-return]
 
     async def flush(self) -> None:
         """Wait until everything sent so far is acknowledged by the broker; raise if any
