@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.simulation.helpers import SMALL, entities_of, jsonl, simulate
 from trustscore_stream.events.decoding import decode_record
+from trustscore_stream.events.envelope import EVENT_TYPES
 from trustscore_stream.events.ids import parse_entity_id
 from trustscore_stream.simulation import (
     SCENARIO_KINDS,
@@ -56,18 +57,7 @@ def test_every_envelope_passes_the_strict_decoder() -> None:
         assert len(decoded.envelopes) == len(envelopes[i : i + 1000])
     kinds = Counter(e["type"] for e in envelopes)
     # Every CONTRACT §2 type appears.
-    assert set(kinds) == {
-        "mint",
-        "transfer",
-        "sale",
-        "listing",
-        "burn",
-        "metadata_update",
-        "market_data",
-        "collection_verified",
-        "fraud_finding",
-        "social_signal",
-    }
+    assert set(kinds) == set(EVENT_TYPES)
 
 
 def test_every_default_scenario_is_labelled_with_its_entities_and_events() -> None:
