@@ -184,7 +184,7 @@ class Namespace:
     def changelog_prefix(self) -> str:
         return f"{self.prefix}app-"
 
-    def worker(self, name: str) -> WorkerProcess:
+    def worker(self, name: str, extra: dict[str, str] | None = None) -> WorkerProcess:
         self.count += 1
         env = worker_env(
             broker_url=self.broker.url,
@@ -196,6 +196,7 @@ class Namespace:
                 "TRUSTSCORE_APP_ID": f"{self.prefix}app",
                 "PYTHONPATH": str(ROOT),
                 **SETTINGS,
+                **(extra or {}),
             },
         )
         env.pop("TRUSTSCORE_STAGES", None)
@@ -207,12 +208,12 @@ class Namespace:
         return f"nft:eth:{contract}:{token}"
 
 
-async def load(ns: Namespace) -> WorkerProcess:
+async def load(ns: Namespace, extra: dict[str, str]) -> WorkerProcess:
     await ensure_topics(ns.broker.bootstrap, topic_specs(ns.settings))
     records = ns.market.records(ns.nfts)
     print(f"producing {ns.nfts:,} sales as {len(records):,} batch records", flush=True)
     await produce(ns.broker.bootstrap, ns.settings.topic(EVENTS), records)
-    worker = ns.worker("load").start()
+    worker = ns.worker("load", extra).start()
     await worker.wait_ready(timeout=120)
     first: float | None = None
     stalls = 0
@@ -438,6 +439,16 @@ async def main() -> int:
     parser.add_argument("--only", choices=["restore", "takeover"], action="append")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
     parser.add_argument(
+        "--load-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra environment variable of the load worker (memory experiments)",
+    )
+    parser.add_argument(
+        "--only-load", action="store_true", help="stop after the load (its RSS is the result)"
+    )
+    parser.add_argument(
         "--uncompacted", action="store_true", help="restore from the load's own changelogs"
     )
     args = parser.parse_args()
@@ -455,8 +466,10 @@ async def main() -> int:
         with EmbeddedBroker(log_dir=tmp / "logs") as broker:
             market = Market()
             loaded = Namespace(broker, tmp, args.nfts, market)
-            loader = await load(loaded)
+            loader = await load(loaded, dict(e.split("=", 1) for e in args.load_env))
             await asyncio.to_thread(loader.stop)
+            if args.only_load:
+                return 0
             records, size = await changelog_size(loaded)
             print(
                 f"entity-state changelog after the load: {records:,} records, "
