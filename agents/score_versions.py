@@ -202,12 +202,13 @@ class ScoreVersions:
         if self._generation() != generation:
             return False
         starts = {p: self._entities.partition(p).history_from for p in todo}
-        counts = {"rows": 0, "adopted": 0}
+        read = [0]
+        moved: set[str] = set()
 
         def apply(partition: int, rows: list[HistoryRow]) -> None:
             if self._generation() == generation:
-                counts["rows"] += len(rows)
-                counts["adopted"] += self._adopt(partition, rows)
+                read[0] += len(rows)
+                moved.update(self._adopt(partition, rows))
 
         ends = await self._tail.read(starts, apply)
         if self._generation() != generation:
@@ -223,29 +224,29 @@ class ScoreVersions:
             todo,
             [starts[p] for p in todo],
             [ends[p] for p in todo],
-            counts["rows"],
+            read[0],
             (time.perf_counter() - started) * 1000,
-            counts["adopted"],
+            len(moved),
             orphans,
             extra={"stage": "score"},
         )
         return True
 
-    def _adopt(self, partition: int, rows: list[HistoryRow]) -> int:
-        """Adopt one record's rows; returns how many entities moved on."""
+    def _adopt(self, partition: int, rows: list[HistoryRow]) -> list[str]:
+        """Adopt one record's rows; returns the entities that moved on."""
         state_of = self._entities.partition(partition)
         orphans = self._orphans.setdefault(partition, {})
         by_entity: dict[str, list[HistoryRow]] = {}
         for row in rows:
             by_entity.setdefault(row.entity, []).append(row)
-        moved = 0
+        moved: list[str] = []
         for entity, its_rows in by_entity.items():
             stored = state_of.get(entity)
             before = stored.published if stored is not None else orphans.get(entity, Published())
             after = adopt(before, its_rows, self._threshold)
             if after is before:
                 continue
-            moved += 1
+            moved.append(entity)
             if stored is not None:
                 state_of.put(entity, Stored(stored.state, after))
             else:
