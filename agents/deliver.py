@@ -35,6 +35,7 @@ from trustscore_stream.db.notifications import (
 from trustscore_stream.events.retry import backoff_delay
 from trustscore_stream.metrics import Metrics
 from trustscore_stream.notifications.channels import Channels
+from trustscore_stream.notifications.content import KINDS
 from trustscore_stream.output import Output
 from trustscore_stream.settings import Settings
 from trustscore_stream.topics import Topics
@@ -142,7 +143,7 @@ class DeliveryStage:
         await asyncio.to_thread(record_attempts, self.engine, outcomes)
         for job, outcome in zip(jobs, outcomes, strict=True):
             result = "sent" if outcome.sent else ("retry" if outcome.retry_at else "dead")
-            self.metrics.deliveries.labels(job.channel, result).inc()
+            self.metrics.deliveries.labels(_kind(job), job.channel, result).inc()
             _log_attempt(job, outcome, result)
             if result == "dead":
                 await self._dead_letter(job, outcome)
@@ -183,3 +184,9 @@ class DeliveryStage:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+
+
+def _kind(job: DeliveryJob) -> str:
+    """The notification's kind as a metric label (bounded: the CONTRACT §5 kinds)."""
+    kind = job.notification.get("kind")
+    return kind if isinstance(kind, str) and kind in KINDS else "other"

@@ -70,10 +70,12 @@ class IngestStage:
         self.topics = topics
         self.metrics = metrics
         self.output = output
+        self.consumer: IngestConsumer | None = None
 
     def register(self, app: faust.App) -> None:
         app.service(self.output)  # type: ignore[arg-type]  # Faust takes instances too
-        app.service(IngestConsumer(self, crash=app.crash))  # type: ignore[arg-type]
+        self.consumer = IngestConsumer(self, crash=app.crash)
+        app.service(self.consumer)  # type: ignore[arg-type]
 
     def _decode(self, record: InputRecord) -> DecodedRecord:
         raw = record.value if isinstance(record.value, bytes) else b""
@@ -206,6 +208,11 @@ class IngestConsumer(Service):
     async def on_stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+
+    @property
+    def kafka_consumer(self) -> AIOKafkaConsumer | None:
+        """The input topic's consumer once started (the lag gauges read it)."""
+        return self._consumer
 
     @Service.task
     async def _consume(self) -> None:

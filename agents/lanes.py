@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -150,6 +151,15 @@ class LaneStage:
             )
         app.agent(self.topics.retry, name="retry", concurrency=1)(self.run_retry)
         app.task(self._run_processor_or_crash)
+        for lane in LANES:
+            self.metrics.lane_queue_depth.labels(lane).set_function(
+                functools.partial(self.queued_events, lane)
+            )
+
+    def queued_events(self, lane: Lane) -> int:
+        """Events of `lane` queued for the processor and not yet folded (read at scrape,
+        on the event loop like the processor, so the queue is not changing meanwhile)."""
+        return sum(work.size for work in self.scheduler.queued(lane))
 
     def _lane_agent(self, lane: Lane) -> Callable[[StreamT[Any]], Awaitable[None]]:
         async def run(stream: StreamT[Any]) -> None:
@@ -266,10 +276,11 @@ class LaneStage:
             # Links have no peer to wait for: any failure is unexpected and not retried.
             await self.engine.fold_links(work.links)
         now = time.time()
-        waited = self.metrics.lane_wait.labels(lane)  # a label lookup costs more than observe
+        waited = self.metrics.lane_wait.tally()
         for record in work.records:
             for item in record.items:
-                waited.observe(max(0.0, now - item.ingested_at))
+                waited.add(now - item.ingested_at)
+        self.metrics.lane_wait.record(waited, lane)
         try:
             await self.engine.fold(work.records)
         except TransientError as exc:

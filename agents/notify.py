@@ -426,24 +426,31 @@ class NotifyStage:
             items.append(item)
         return items
 
-    async def _with_db(self, work: Any, *args: Any) -> Any:
+    async def _with_db(self, work: Any, *args: Any, write: bool = False) -> Any:
         """Run a repository call, retrying while the database is away (nothing is lost:
-        the batch is not acknowledged until it went through)."""
+        the batch is not acknowledged until it went through). A `write` has each attempt
+        timed in the database write latency histogram, like the history writer's."""
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 return await asyncio.to_thread(work, self.engine, *args)
             except (OperationalError, InterfaceError) as exc:  # the database is away
-                delay = backoff_delay(
-                    attempt, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
-                )
-                log.warning("notifier database call failed (%s); retrying in %.1fs", exc, delay)
-                self.metrics.db_failures.inc()
-                await asyncio.sleep(delay)
+                error = exc
+            finally:
+                if write:
+                    self.metrics.db_write_seconds.observe(time.perf_counter() - started)
+            delay = backoff_delay(
+                attempt, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
+            )
+            log.warning("notifier database call failed (%s); retrying in %.1fs", error, delay)
+            self.metrics.db_failures.inc()
+            self.metrics.retries.labels("notify").inc()
+            await asyncio.sleep(delay)
 
     async def _record(self, items: list[NewNotification]) -> None:
-        created = await self._with_db(record_notifications, items)
+        created = await self._with_db(record_notifications, items, write=True)
         self.metrics.notifications_created.inc(len(created))
 
     async def push(self, ids: list[str]) -> None:

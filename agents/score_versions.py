@@ -284,7 +284,9 @@ class ScoreVersions:
             if not delivery.done():
                 pending.append(delivery)
             elif not delivery.cancelled() and delivery.exception() is None:
-                floor = max(floor, delivery.result().offset + 1)
+                offset = getattr(delivery.result(), "offset", None)
+                if isinstance(offset, int):  # an output that does not say is skipped
+                    floor = max(floor, offset + 1)
         self._deliveries[partition] = pending
         self._floor[partition] = floor
         return floor

@@ -23,9 +23,11 @@ changed once per conflation window, and checkpoint (Kafka Streams / Quix style).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -34,6 +36,7 @@ import orjson
 from faust.types import EventT
 
 from trustscore_stream.agents.score_versions import HistoryTail, ScoreVersions
+from trustscore_stream.batched_histogram import Tally
 from trustscore_stream.events.control import RescoreRequest
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
@@ -212,6 +215,11 @@ class ScoringEngine:
         self._outgoing: dict[int, list[Link]] = {}
         # partition -> entities a received summary marked changed (dependants, for metrics)
         self._linked: dict[int, set[str]] = {}
+        # partition -> changed entity -> (unix time its first change in this window was
+        # applied, occurred_at of the oldest event that changed it, inf if none did)
+        self._since: dict[int, dict[str, tuple[float, float]]] = {}
+        # delivery watchers of published deltas (latency metrics), kept until they finish
+        self._watching_deliveries: set[asyncio.Task[None]] = set()
         self.pending_events = 0
         # Rescore requests folded since the last rebalance, oldest first (bounded): the ops
         # endpoint waits until its request is folded and published (web/ops.py).
@@ -227,6 +235,7 @@ class ScoringEngine:
             self._outgoing.clear()
             self._linked.clear()
             self._rescores_folded.clear()
+            self._since.clear()
             self.pending_events = 0
             self._seen_generation = generation
 
@@ -237,22 +246,37 @@ class ScoringEngine:
         now_s = time.time()
         conflated = 0
         trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
+        metrics = self.metrics
+        # lane -> (since event time, since ingest), tallied here and recorded once per fold
+        tallies: dict[str, tuple[Tally, Tally]] = {}
         for record in records:
             partition = record.partition
             state_of = self.entities.partition(partition)
             memory = self.dedup.memory(partition)
             unscored = self._unscored.setdefault(partition, {})
             if record.rescore is not None:
-                self._fold_rescore(state_of, unscored, record.rescore)
+                self._fold_rescore(partition, state_of, unscored, record.rescore)
+            since = self._since.setdefault(partition, {})
+            lane = record.items[0].lane if record.items else ""
+            pair = tallies.get(lane)
+            if pair is None:
+                pair = tallies[lane] = (
+                    metrics.event_to_scored.tally(),
+                    metrics.ingest_to_scored.tally(),
+                )
+            from_event, from_ingest = pair
             for item in record.items:
                 if not memory.remember(item.event_id, now_s):
-                    self.metrics.duplicates.inc()
+                    metrics.duplicates.inc()
                     if trace:
                         log.debug(
                             "duplicate dropped", extra={"stage": "score", "event_id": item.event_id}
                         )
                     continue
                 event = item.envelope
+                occurred = event.occurred_at.timestamp()
+                from_event.add(now_s - occurred)
+                from_ingest.add(now_s - item.ingested_at)
                 found: dict[str, Stored] = {}
                 current = {}
                 for key in keys_for(event):
@@ -268,6 +292,11 @@ class ScoringEngine:
                     else:
                         state_of.put(key, Stored(state, previous.published))
                     conflated += add_cause(unscored, key, item.event_id)
+                    first = since.get(key)
+                    if first is None:
+                        since[key] = (now_s, occurred)
+                    elif occurred < first[1]:
+                        since[key] = (first[0], occurred)
                 if trace:
                     log.debug(
                         "event folded into %d entities",
@@ -280,16 +309,24 @@ class ScoringEngine:
                     )
             self._anchors[partition] = record.event
             self.pending_events += len(record.items)
-        self.metrics.conflated.inc(conflated)
+        metrics.conflated.inc(conflated)
+        for lane, (from_event, from_ingest) in tallies.items():
+            metrics.event_to_scored.record(from_event, lane)
+            metrics.ingest_to_scored.record(from_ingest, lane)
 
     def _fold_rescore(
-        self, state_of: PartitionState, unscored: Causes, request: RescoreRequest
+        self,
+        partition: int,
+        state_of: PartitionState,
+        unscored: Causes,
+        request: RescoreRequest,
     ) -> None:
         """Mark the requested entities changed: the next publish scores them from their
         state and versions them only if the score differs (so a repeat adds nothing)."""
         for entity in request.entities:
             if state_of.get(entity) is not None:
                 unscored.setdefault(entity, [request.cause])  # an event's cause goes first
+                self._link_changed(partition, entity)  # no event time, like a link
         self._rescores_folded[request.request_id] = None
         while len(self._rescores_folded) > MAX_REMEMBERED_RESCORES:
             del self._rescores_folded[next(iter(self._rescores_folded))]
@@ -311,17 +348,23 @@ class ScoringEngine:
             return
         now = datetime.now(UTC)
         publications: list[Publication] = []
+        # per publication: (first change applied, oldest event time), for latency metrics
+        timings: list[tuple[float, float]] = []
         history: dict[int, list[HistoryRow]] = {}
         dependants = 0
+        unknown = (now.timestamp(), math.inf)
         for partition, changed in self._unscored.items():
             state_of = self.entities.partition(partition)
             linked = self._linked.get(partition, set())
+            since = self._since.get(partition, {})
             eager: Causes = {}
             if self.watched is not None:
                 for key in [k for k in changed if k.startswith("collection:")]:
                     for nft in self.watched.nfts_of(key):
                         if nft not in changed:
                             eager[nft] = changed[key]
+                            # a dependant changed when its collection did
+                            since[nft] = since.get(key, unknown)
             rows: list[HistoryRow] = []
             for key, causes in (*changed.items(), *eager.items()):
                 stored = state_of.get(key)
@@ -337,6 +380,7 @@ class ScoringEngine:
                     publication.owner = stored.state.provenance.owner
                 state_of.put(key, Stored(stored.state, published))
                 publications.append(publication)
+                timings.append(since.get(key, unknown))
                 rows.append(history_row(publication, published.emitted))
                 dependants += key in eager or key in linked
             if rows:
@@ -344,6 +388,7 @@ class ScoringEngine:
             self._plan_links(state_of, changed, now)
         self._unscored.clear()
         self._linked.clear()
+        self._since.clear()
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
             for record in encode_history(rows):
@@ -355,17 +400,24 @@ class ScoringEngine:
         partitions = self.settings.partitions
         if log.isEnabledFor(logging.DEBUG):
             _trace_publications(publications)
-        for p in publications:
+        deliveries: list[Awaitable[object]] = []
+        delta_timings: list[tuple[float, float]] = []
+        for p, timing in zip(publications, timings, strict=True):
             if p.emit:
                 value = orjson.dumps(delta_record(p))
                 # The partition Kafka's default partitioner would pick for this key, from our
                 # cached murmur2 rather than the producer's uncached pure-Python one.
                 partition = partition_for(p.entity, partitions)
-                await self.output.send(
-                    self.topics.deltas, key=p.entity.encode(), value=value, partition=partition
+                deliveries.append(
+                    await self.output.send(
+                        self.topics.deltas, key=p.entity.encode(), value=value, partition=partition
+                    )
                 )
+                delta_timings.append(timing)
                 emitted += 1
         self.metrics.deltas.inc(emitted)
+        if deliveries:
+            self._observe_when_delivered(deliveries, delta_timings)
         self.metrics.versions.inc(len(publications))
         outgoing, self._outgoing = self._outgoing, {}
         for target, links in outgoing.items():
@@ -373,6 +425,31 @@ class ScoringEngine:
                 self.metrics.links.labels(_kind(link), "sent").inc()
             for record in encode_links(links):
                 await self.output.send(self.topics.links, value=record, partition=target)
+
+    def _observe_when_delivered(
+        self, deliveries: list[Awaitable[object]], timings: list[tuple[float, float]]
+    ) -> None:
+        """Record the publication latencies once the broker has acknowledged this publish's
+        deltas: one watcher task per publish, not per delta, and the publish does not wait."""
+
+        async def watch() -> None:
+            try:
+                await asyncio.gather(*deliveries)
+            except Exception:  # (the checkpoint's flush raises it where it matters)
+                return
+            delivered = time.time()
+            from_change = self.metrics.scored_to_published.tally()
+            from_event = self.metrics.event_to_published.tally()
+            for changed_at, occurred in timings:
+                from_change.add(delivered - changed_at)
+                if occurred != math.inf:
+                    from_event.add(delivered - occurred)
+            self.metrics.scored_to_published.record(from_change)
+            self.metrics.event_to_published.record(from_event)
+
+        task = asyncio.ensure_future(watch())
+        self._watching_deliveries.add(task)
+        task.add_done_callback(self._watching_deliveries.discard)
 
     def _plan_links(self, state_of: PartitionState, changed: Causes, now: datetime) -> None:
         """Queue the reports of changed collections and the summaries of changed wallets that
@@ -441,6 +518,7 @@ class ScoringEngine:
         )
         state_of.put(link.wallet, Stored(updated, published))
         add_cause(unscored, link.wallet, link.cause)
+        self._link_changed(state_of.partition, link.wallet)
         return True
 
     def _receive_summary(
@@ -463,6 +541,7 @@ class ScoringEngine:
         for collection in replica_collections(held, replica):
             if partition_for(collection, partitions) == partition and state_of.get(collection):
                 unscored.setdefault(collection, [link.cause])
+                self._link_changed(partition, collection)
                 dependants.add(collection)
         was_flagging = held is not None and flags_owners(held.summary)
         if (was_flagging or flags_owners(replica.summary)) and self.watched is not None:
@@ -473,8 +552,14 @@ class ScoringEngine:
                 state = stored.state if stored is not None else None
                 if isinstance(state, NftState) and link.wallet in chain_wallets(state):
                     unscored.setdefault(nft, [link.cause])
+                    self._link_changed(partition, nft)
                     dependants.add(nft)
         return True
+
+    def _link_changed(self, partition: int, key: str) -> None:
+        """A link or a rescore request changed `key`: the change counts from now, and it
+        carries no event time."""
+        self._since.setdefault(partition, {}).setdefault(key, (time.time(), math.inf))
 
     async def checkpoint(self) -> None:
         """Publish, write changed state and dedup chunks, wait for every output."""

@@ -4,6 +4,11 @@ no-op ceiling, the naive per-event Faust agent and the same naive app on Quix St
 one envelope per record and for batch records of 100.
 
     .venv/bin/python bench/scoring.py [--events 200000] [--repeat 3] [--only pipeline]
+        [--traffic mix|simulated] [--variant NAME:KEY=VALUE[,KEY=VALUE]]
+
+--traffic simulated feeds every row the simulator's market (`trustscore-stream simulate`,
+seed 7) instead of traffic.py's fixed mix; --variant two:WORKERS=2 adds a pipeline row run
+by two worker processes of one app (scaling).
 
 BENCH_PROFILE=path records the pipeline worker with py-spy (raw folded stacks).
 
@@ -43,6 +48,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -64,16 +71,33 @@ from trustscore_stream.embedded import (  # noqa: E402
 )
 from trustscore_stream.processes import WorkerProcess, worker_env  # noqa: E402
 from trustscore_stream.settings import load_settings  # noqa: E402
+from trustscore_stream.simulation.simulator import Simulation, SimulationConfig  # noqa: E402
 from trustscore_stream.topics import topic_specs  # noqa: E402
 from trustscore_stream.topics_admin import TopicSpec, ensure_topics  # noqa: E402
 
 MODES = ("noop", "naive", "quix", "pipeline")
+TRAFFIC = ("mix", "simulated")
+TRAFFIC_TEXT = {
+    "mix": "traffic.py mix: 100 collections, 10,000 NFTs",
+    "simulated": "simulator, seed 7, its default market",
+}
 SHAPES = ("single", "batch")
 POLL_S = 0.2  # metrics scrape interval while the pipeline runs (each scrape costs the worker)
 DEADLINE_S = 900.0  # a run that has not finished by then failed
 STALL_S = 120.0  # ... and so has one whose progress stood still this long
 
 Result = dict[str, float]
+
+
+def traffic_input(traffic: str, events: int, shape: str) -> list[bytes]:
+    """The pre-produced input records: one envelope per record, or batch records of 100."""
+    if traffic == "mix":
+        return make_input(events, shape)
+    simulation = Simulation(SimulationConfig(seed=7, events=events))
+    envelopes = list(simulation.events())
+    if shape == "single":
+        return [orjson.dumps(e) for e in envelopes]
+    return [orjson.dumps(envelopes[i : i + 100]) for i in range(0, len(envelopes), 100)]
 
 
 def quix_python() -> str:
@@ -359,6 +383,14 @@ async def main() -> None:
     parser.add_argument("--shape", choices=SHAPES, action="append")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
     parser.add_argument(
+        "--traffic",
+        choices=TRAFFIC,
+        default="mix",
+        help="mix: trustscore_stream/traffic.py (100 collections, 10,000 NFTs, the ten types "
+        "in fixed shares); simulated: `trustscore-stream simulate` (seed 7, its default "
+        "market: heavy-tailed collections, wallets and tokens, scenarios woven in)",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -371,9 +403,9 @@ async def main() -> None:
     shapes = [s for s in SHAPES if s in (args.shape or SHAPES)]
     python = quix_python()
     versions = f"quixstreams {quix_version(python)}" if "quix" in modes else ""
-    inputs = {shape: make_input(args.events, shape) for shape in shapes}
+    inputs = {shape: traffic_input(args.traffic, args.events, shape) for shape in shapes}
     if "quix" in modes and "single" not in inputs:
-        inputs["single"] = make_input(args.events, "single")
+        inputs["single"] = traffic_input(args.traffic, args.events, "single")
     plan = [(s, m) for s in shapes for m in modes if m != "quix"]
     if "quix" in modes:  # the peer reads one envelope per record
         plan.insert(
@@ -443,7 +475,7 @@ def _table(
         f"\n{started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cpus, "
         f"python {platform.python_version()}, faust-streaming {version('faust-streaming')}"
         f"{', ' + versions if versions else ''}; {args.events:,} events "
-        f"(100 collections, 10,000 NFTs), median of {args.repeat}; full pipeline = "
+        f"({TRAFFIC_TEXT[args.traffic]}), median of {args.repeat}; full pipeline = "
         "ingest → route → lanes → scoring, one worker, RocksDB"
     )
     print(

@@ -13,18 +13,8 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-EVENT_TYPES = (
-    "mint",
-    "transfer",
-    "sale",
-    "listing",
-    "burn",
-    "metadata_update",
-    "market_data",
-    "collection_verified",
-    "fraud_finding",
-    "social_signal",
-)
+from trustscore_stream.events.envelope import EVENT_TYPES
+
 CONTRACTS = [f"0x{i:02x}" + "f7" * 19 for i in range(6)]
 WALLETS = [f"0x{i:02x}" + "c3" * 19 for i in range(6)]
 NESTING = 3000

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from tests.stack import CONTRACT, WALLET_A, WALLET_B, Stack, fraud, now_rfc3339, sale
+from tests.stack import CONTRACT, WALLET_A, WALLET_B, Stack, fraud, now_rfc3339, sale, scrape
 from tests.test_sse import Reader
 from trustscore_stream.embedded import free_port
 from trustscore_stream.notifications.content import render
@@ -244,6 +244,19 @@ async def test_webhooks_email_in_app_and_authorisation(
     assert report[0]["last_error"] == "HTTP 500"
     dead = await stack.consume("trustscore-deliveries-dlq", until=1)
     assert report[0]["id"] in {orjson.loads(r.value)["delivery_id"] for r in dead}
+
+    # The same in the worker's metrics, by notification kind, channel and delivery status.
+    metrics = scrape(worker)
+    webhook = 'channel="webhook",kind="score_threshold"'  # labels as the exposition orders them
+    attempts = {
+        result: metrics[f'trustscore_notification_deliveries_total{{{webhook},result="{result}"}}']
+        for result in ("sent", "retry", "dead")
+    }
+    assert attempts["retry"] >= 5  # u2's two failures, u3's first three
+    assert attempts["dead"] >= 1  # u3's last
+    assert attempts["sent"] >= 2  # u1's and u2's
+    assert metrics["trustscore_notifications_recorded_total"] >= 3
+    assert metrics["trustscore_db_write_seconds_count"] > 0  # history and notifications
 
     # A critical notification left unread is sent again on the next channel after in_app.
     async def escalated() -> Any:

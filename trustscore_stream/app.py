@@ -12,7 +12,7 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from sqlalchemy import Engine
@@ -56,6 +56,7 @@ from trustscore_stream.web.notifications import register_notifications
 from trustscore_stream.web.ops import register_ops
 from trustscore_stream.web.scores import register_scores
 from trustscore_stream.web.stream import register_stream
+from trustscore_stream.worker_gauges import LagSource, WorkerGauges
 from trustscore_stream.worker_logging import undo_spinner_log_level
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         metrics,
     )
     app.service(follower)  # type: ignore[arg-type]  # Faust takes instances too
+    app.service(_worker_gauges(app, metrics, ingest))  # type: ignore[arg-type]
     runtime = Runtime(
         settings,
         topics,
@@ -226,6 +228,19 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     app.task(_undo_spinner(settings))
     app.task(_migrate_database(settings, history))
     return app, runtime
+
+
+def _worker_gauges(app: faust.App, metrics: Metrics, ingest: IngestStage) -> WorkerGauges:
+    def lag_sources() -> list[LagSource]:
+        sources: list[LagSource] = [cast(LagSource, app.consumer)]
+        if ingest.consumer is not None and ingest.consumer.kafka_consumer is not None:
+            sources.append(ingest.consumer.kafka_consumer)
+        return sources
+
+    def tables() -> list[tuple[str, object]]:
+        return [(name, table.data) for name, table in app.tables.items()]
+
+    return WorkerGauges(metrics, lag_sources, tables)
 
 
 def _migrate_database(settings: Settings, history: HistoryStage) -> Any:

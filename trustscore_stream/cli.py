@@ -5,6 +5,7 @@ worker state, because that broker keeps nothing), one worker with the web server
 `demo` a traffic generator; Ctrl-C (or SIGTERM) stops every child. `worker` is the plain
 Faust worker. `source chain` and `source poll` run the event sources (docs/sources.md).
 `dlq`, `rescore`, `verify` and `status` are the operations commands (trustscore_stream/ops/).
+`simulate` generates a labelled market (trustscore_stream/simulate.py, docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -17,46 +18,29 @@ import secrets
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
-import orjson
-from aiokafka import AIOKafkaProducer
 
 from trustscore_stream.embedded import EmbeddedBroker
 from trustscore_stream.logs.setup import configure_logging
 from trustscore_stream.ops.commands import OPS_COMMANDS, add_ops_commands, run_ops
 from trustscore_stream.processes import WorkerProcess, worker_env
 from trustscore_stream.settings import Settings, load_settings
+from trustscore_stream.simulate import add_simulate_command, publish, run_simulate
+from trustscore_stream.simulation import Simulation, SimulationConfig
+from trustscore_stream.simulation.clock import now_ms
 from trustscore_stream.topics import EVENTS
-from trustscore_stream.traffic import Market, TrafficGenerator
 from trustscore_stream.web.auth import issue_token
 
 log = logging.getLogger("trustscore_stream.cli")
 
 
-async def publish_traffic(
-    bootstrap: str, topic: str, rate: float, batch: int, market: Market
-) -> None:
-    """Send generated envelopes as batch records at about `rate` events per second."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    generator = TrafficGenerator(market)
-    events = generator.events()
-    sent = 0
-    started = time.monotonic()
-    try:
-        while True:
-            records = [next(events) for _ in range(batch)]
-            await producer.send_and_wait(topic, orjson.dumps(records))
-            sent += len(records)
-            ahead = sent / rate - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-    finally:
-        await producer.stop()
+def demo_traffic(rate: float) -> Simulation:
+    """The demo's market: the simulator, unbounded, in real time from now (its scenarios
+    recur every 20,000 events: at 200 events/s, every 100 s)."""
+    return Simulation(SimulationConfig(seed=7, events=None, rate=rate, start=now_ms()))
 
 
 async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
@@ -88,22 +72,25 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    traffic: asyncio.Task[None] | None = None
+    traffic: asyncio.Task[int] | None = None
+    simulation: Simulation | None = None
     try:
         worker.start()
         print(f"worker pid {worker.pid}, log {worker.log_path}", flush=True)
         waited = await worker.wait_ready(timeout=60)
         print(f"ready in {waited:.1f}s", flush=True)
         if traffic_rate:
-            bootstrap = broker_url.removeprefix("kafka://").split(",")[0]
+            simulation = demo_traffic(traffic_rate)
+            bootstrap = broker_url.removeprefix("kafka://")
+            events = simulation.events()
             traffic = asyncio.create_task(
-                publish_traffic(bootstrap, settings.topic(EVENTS), traffic_rate, 100, Market())
+                publish(events, bootstrap, settings.topic(EVENTS), traffic_rate, 100)
             )
             print(f"traffic: ~{traffic_rate:.0f} events/s as batch records", flush=True)
         token = issue_token("demo", jwt_secret)
         url = f"http://127.0.0.1:{settings.web_port}/"
-        if traffic_rate:
-            await subscribe_demo_user(url, token, Market())
+        if simulation is not None:
+            await subscribe_demo_user(url, token, simulation.busiest_collections(3))
         print(f"\n  TrustScore Stream is up:  {url}", flush=True)
         print(f"  signed in as user 'demo': {url}?token={token}\n", flush=True)
         print("  Ctrl-C stops everything.", flush=True)
@@ -129,12 +116,11 @@ async def _run_stack(settings: Settings, traffic_rate: float | None) -> int:
         print("stopped.", flush=True)
 
 
-async def subscribe_demo_user(url: str, token: str, market: Market, count: int = 3) -> None:
+async def subscribe_demo_user(url: str, token: str, collections: list[str]) -> None:
     """The demo user follows the busiest collections, so its notifications panel fills."""
-    contracts = TrafficGenerator(market).contracts[:count]  # the heavy head of the traffic
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        for contract in contracts:
-            body = {"entity": f"collection:eth:{contract}", "change_pct": 2, "channels": ["in_app"]}
+        for entity in collections:
+            body = {"entity": entity, "change_pct": 2, "channels": ["in_app"]}
             async with http.post(f"{url}api/v1/subscriptions", json=body) as answer:
                 if answer.status != 201:
                     log.warning("demo subscription refused: %s", await answer.text())
@@ -149,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("worker", help="the Faust worker (extra arguments go to faust)")
     _add_source_commands(sub)
     add_ops_commands(sub)  # dlq, rescore, verify, status (trustscore_stream/ops/)
+    add_simulate_command(sub)
     args, rest = parser.parse_known_args(argv)
     settings = load_settings()
     if args.command == "worker":
@@ -163,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return run_ops(args, settings)
+    if args.command == "simulate":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return run_simulate(args, settings)
     if args.command == "source":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from trustscore_stream.batched_histogram import BatchedHistogram
+from trustscore_stream.events.classification import LANES
+
+# Latency from event time: events may be hours old (backfills, a source catching up), so
+# these reach an hour; the end-to-end SLO (p95 < 60 s) sits in the middle of the range.
+EVENT_TIME_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+# Latency inside the pipeline (from ingest, from scoring).
+PIPELINE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
 
 @dataclass
 class Metrics:
@@ -55,7 +64,7 @@ class Metrics:
             ["lane"],
             registry=r,
         )
-        self.lane_wait = Histogram(
+        self.lane_wait = BatchedHistogram(  # per event, tallied per lane batch
             "trustscore_lane_wait_seconds",
             "Time from ingest to being taken from a lane",
             ["lane"],
@@ -134,7 +143,7 @@ class Metrics:
         )
         self.db_write_seconds = Histogram(
             "trustscore_db_write_seconds",
-            "Duration of one batched database write",
+            "Duration of one batched database write (score history rows, notifications)",
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
@@ -143,7 +152,8 @@ class Metrics:
         )
         self.sse_disconnects = Counter(
             "trustscore_sse_disconnects_total",
-            "SSE streams this worker ended itself (slow: its queue overflowed)",
+            "SSE streams ended, by reason: client (the client went away), slow (the worker "
+            "cut it off: its queue overflowed), shutdown (the worker stopped)",
             ["reason"],
             registry=r,
         )
@@ -163,9 +173,15 @@ class Metrics:
             "Delta or notification records the live stream could not use (no key, no JSON)",
             registry=r,
         )
+        self.sse_connections = Counter(
+            "trustscore_sse_connections_total",
+            "SSE streams opened on this worker (accepted and started)",
+            registry=r,
+        )
         self.sse_dispatch_lag = Histogram(
             "trustscore_sse_dispatch_lag_seconds",
-            "From a record's timestamp to its dispatch to this worker's SSE clients",
+            "Delta (or notification) to SSE delivered: from the record's broker timestamp (its "
+            "publication) to its dispatch into this worker's stream queues",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
@@ -190,12 +206,74 @@ class Metrics:
         )
         self.deliveries = Counter(
             "trustscore_notification_deliveries_total",
-            "Delivery attempts by channel and result (sent, retry, dead)",
-            ["channel", "result"],
+            "Delivery attempts by notification kind, channel and result (sent, retry, dead)",
+            ["kind", "channel", "result"],
             registry=r,
         )
         self.dedup_ids = Gauge(
             "trustscore_dedup_ids",
             "Event ids held in the dedup memory of this worker",
+            registry=r,
+        )
+
+        # -- Latency through the pipeline, lag and state size --------------------------------
+        # Per-event histograms are tallied per batch (batched_histogram.py): exact counts
+        # without a locked observe per event on the hot path.
+        lanes = [(lane,) for lane in LANES]
+        self.event_to_scored = BatchedHistogram(
+            "trustscore_event_to_scored_seconds",
+            "From an event's occurred_at to the scoring stage applying it to state (each "
+            "applied event once; repeats dropped by scoring's dedup are not counted)",
+            ["lane"],
+            buckets=EVENT_TIME_BUCKETS,
+            registry=r,
+            initial=lanes,
+        )
+        self.ingest_to_scored = BatchedHistogram(
+            "trustscore_ingest_to_scored_seconds",
+            "From ingest accepting an event to the scoring stage applying it to state (each "
+            "applied event once)",
+            ["lane"],
+            buckets=PIPELINE_BUCKETS,
+            registry=r,
+            initial=lanes,
+        )
+        self.scored_to_published = BatchedHistogram(
+            "trustscore_scored_to_published_seconds",
+            "Per delta delivered to the broker on trustscore-deltas: from the first change of "
+            "its entity in the conflation window being applied by scoring to the broker "
+            "acknowledging the delta (conflation wait, scoring and produce)",
+            buckets=PIPELINE_BUCKETS,
+            registry=r,
+        )
+        self.event_to_published = BatchedHistogram(
+            "trustscore_event_to_published_seconds",
+            "Per delta delivered to the broker on trustscore-deltas: from the occurred_at of "
+            "the oldest event that changed its entity since the previous publication to the "
+            "broker acknowledging the delta (end-to-end; deltas caused only by a "
+            "cross-partition link carry no event time and are not counted)",
+            buckets=EVENT_TIME_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "trustscore_consumer_lag_records",
+            "Records in the broker this worker has not fetched yet: high watermark minus the "
+            "consumer position, per assigned topic partition (changelogs excluded), from "
+            "the consumers' last fetch; refreshed every few seconds",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lane_queue_depth = Gauge(
+            "trustscore_lane_queue_depth",
+            "Events read from a lane (or due from the retry topic) and queued for the "
+            "scoring processor, not yet applied",
+            ["lane"],
+            registry=r,
+        )
+        self.table_keys = Gauge(
+            "trustscore_table_keys",
+            "Keys held in a changelog table's local RocksDB stores on this worker (active "
+            "and standby partitions; RocksDB's estimate); refreshed every few seconds",
+            ["table"],
             registry=r,
         )

@@ -36,8 +36,9 @@ class Output(Protocol):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> Awaitable[Delivered] | None:
-        """Queue a record; returns its delivery (the broker's offset), where known."""
+    ) -> Awaitable[Delivered]:
+        """Queue a record; the result resolves once the broker has acknowledged it, with
+        where it put it."""
         ...
 
     async def flush(self) -> None: ...

@@ -1,5 +1,9 @@
 """A first, simple traffic generator (pure): contract envelopes for a small market.
 
+The fixed input of the benchmarks and the scoring golden tests (so their figures stay
+comparable); the demo and `trustscore-stream simulate` use the realistic market of
+trustscore_stream/simulation/ instead.
+
 Seeded and reproducible. Collections and wallets are drawn with a heavy tail (a few are
 busy, most are quiet); the mix is mostly trades and transfers, with market data, social
 signals, metadata updates and the occasional fraud finding.

@@ -126,6 +126,7 @@ def register_stream(app: faust.App, runtime: Runtime) -> None:
             response = web.StreamResponse(headers=SSE_HEADERS)
             try:
                 await response.prepare(aio)
+                metrics.sse_connections.inc()
                 first = retry(settings.sse_retry_ms)  # sent once, with the first frame
                 frames = opened.replay
                 metrics.sse_replayed.inc(len(frames))
@@ -142,6 +143,8 @@ def register_stream(app: faust.App, runtime: Runtime) -> None:
             except ConnectionError:
                 pass  # the client went away (or the hub cut it off): clean up below
             finally:
+                if client.closed is None:  # not ended by the hub (slow, shutdown): the client
+                    metrics.sse_disconnects.labels("client").inc()
                 hub.close(client)
             return cast(Response, response)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,11 @@ from faust.types import TP
 class Topic:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
-    async def send(self, **kwargs: Any) -> None:
+    async def send(self, **kwargs: Any) -> asyncio.Future[None]:
         self.sent.append(kwargs)
+        delivered = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)  # "acknowledged by the broker" at once
+        return delivered
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from pathlib import Path
 
 from trustscore_stream.settings import environment_variables, load_settings
 
@@ -36,3 +37,10 @@ def test_lists_every_variable_load_settings_reads_once() -> None:
         "TRUSTSCORE_INGEST_RATE",
     ):
         assert contract in names
+
+
+def test_every_variable_is_in_the_configuration_table() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    table = text[text.index("## Configuration") : text.index("\n## Running")]
+    missing = [name for name in environment_variables() if f"`{name}`" not in table]
+    assert not missing, f"document these in docs/operations.md, Configuration: {missing}"

@@ -35,6 +35,10 @@ class LaneScheduler(Generic[T]):
     def depth(self, lane: Lane) -> int:
         return len(self._queues[lane])
 
+    def queued(self, lane: Lane) -> list[T]:
+        """The items waiting in `lane`, oldest first (a copy)."""
+        return [queued.item for queued in self._queues[lane]]
+
     def push(self, lane: Lane, item: T, now: float) -> None:
         self._queues[lane].append(_Queued(item, now))
 
