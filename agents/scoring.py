@@ -30,10 +30,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 from faust.types import EventT
 
+from trustscore_stream.agents.score_versions import HistoryTail, ScoreVersions
 from trustscore_stream.batched_histogram import Tally
 from trustscore_stream.events.control import RescoreRequest
 from trustscore_stream.events.routed import Routed
@@ -187,6 +189,7 @@ class ScoringEngine:
         watched: WatchIndex | None,
         generation: Callable[[], int],
         output: Output | None = None,
+        history_tail: HistoryTail | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -196,6 +199,11 @@ class ScoringEngine:
         self.watched = watched
         self._generation = generation
         self.output: Output = output if output is not None else FaustOutput()
+        # Restored partitions continue from the versions already published (None: tests
+        # that do not restore).
+        self.versions = ScoreVersions(
+            history_tail, entities, settings.significance, generation, self.output.flush
+        )
         self._seen_generation: int | None = None
         self.threshold = settings.significance
         # partition -> changed entity -> the events that changed it (not yet scored), the
@@ -233,6 +241,8 @@ class ScoringEngine:
 
     async def fold(self, records: Sequence[LaneRecord]) -> None:
         self._check_generation()
+        if not await self.versions.ready({r.partition for r in records}):
+            return  # rebalanced meanwhile: this input is not acknowledged, it is read again
         now_s = time.time()
         conflated = 0
         trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
@@ -278,7 +288,7 @@ class ScoringEngine:
                 for key, state in changed.items():
                     previous = found.get(key)
                     if previous is None:
-                        state_of.put(key, Stored(state))
+                        state_of.put(key, Stored(state, self.versions.created(partition, key)))
                     else:
                         state_of.put(key, Stored(state, previous.published))
                     conflated += add_cause(unscored, key, item.event_id)
@@ -371,7 +381,7 @@ class ScoringEngine:
                 state_of.put(key, Stored(stored.state, published))
                 publications.append(publication)
                 timings.append(since.get(key, unknown))
-                rows.append(history_row(publication))
+                rows.append(history_row(publication, published.emitted))
                 dependants += key in eager or key in linked
             if rows:
                 history[partition] = rows
@@ -382,7 +392,10 @@ class ScoringEngine:
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
             for record in encode_history(rows):
-                await self.output.send(self.topics.history, value=record, partition=partition)
+                delivery = await self.output.send(
+                    self.topics.history, value=record, partition=partition
+                )
+                self.versions.sent(partition, delivery)
         emitted = 0
         partitions = self.settings.partitions
         if log.isEnabledFor(logging.DEBUG):
@@ -476,6 +489,8 @@ class ScoringEngine:
     async def fold_links(self, records: Sequence[LinkRecord]) -> None:
         """Apply link records (idempotent: reports by report time, summaries by number)."""
         self._check_generation()
+        if not await self.versions.ready({r.partition for r in records}):
+            return  # rebalanced meanwhile: this input is not acknowledged, it is read again
         for record in records:
             partition = record.partition
             state_of = self.entities.partition(partition)
@@ -496,9 +511,12 @@ class ScoringEngine:
         updated = apply_report(wallet, link.wallet, link.report)
         if wallet is not None and updated.collections == wallet.collections:
             return False  # a repeat, or older than what the creator's record holds
-        state_of.put(
-            link.wallet, Stored(updated, previous.published) if previous else Stored(updated)
+        published = (
+            previous.published
+            if previous is not None
+            else self.versions.created(state_of.partition, link.wallet)
         )
+        state_of.put(link.wallet, Stored(updated, published))
         add_cause(unscored, link.wallet, link.cause)
         self._link_changed(state_of.partition, link.wallet)
         return True
@@ -551,7 +569,9 @@ class ScoringEngine:
         self._check_generation()
         writes = dedup_writes = 0
         for partition, anchor in self._anchors.items():
-            state, seen = self.entities.checkpoint(partition, anchor, self.dedup)
+            state, seen = self.entities.checkpoint(
+                partition, anchor, self.dedup, partial(self.versions.history_from, partition)
+            )
             writes += state
             dedup_writes += seen
         self.entities.trim()

@@ -21,6 +21,13 @@ from mode import Service
 from trustscore_stream.embedded import bootstrap_from_url
 
 
+class Delivered(Protocol):
+    """Where the broker put a record (aiokafka's and Faust's RecordMetadata both fit)."""
+
+    @property
+    def offset(self) -> int: ...
+
+
 class Output(Protocol):
     async def send(
         self,
@@ -29,8 +36,9 @@ class Output(Protocol):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> Awaitable[object]:
-        """Queue a record; the result resolves once the broker has acknowledged it."""
+    ) -> Awaitable[Delivered]:
+        """Queue a record; the result resolves once the broker has acknowledged it, with
+        where it put it."""
         ...
 
     async def flush(self) -> None: ...
@@ -46,7 +54,7 @@ class FaustOutput:
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> Awaitable[object]:
+    ) -> Awaitable[Delivered]:
         return await topic.send(key=key, value=value, partition=partition)
 
     async def flush(self) -> None:
@@ -96,7 +104,7 @@ class BatchingOutput(Service):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> Awaitable[object]:
+    ) -> Awaitable[Delivered]:
         producer = self._producer or await self._ensure_producer()
         delivery = await producer.send(topic.get_topic_name(), value, key=key, partition=partition)
         self._pending.append(delivery)
