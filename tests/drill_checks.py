@@ -69,13 +69,29 @@ async def published_history(stack: Stack) -> dict[str, list[tuple[int, float]]]:
 
 
 def repeated_versions(published: dict[str, list[tuple[int, float]]]) -> list[str]:
-    """Versions published more than once for one entity (a version is issued once)."""
+    """Versions published more than once for one entity. Without input read twice (no
+    crash, no stop between checkpoints) each version is published exactly once."""
     problems = []
     for entity, rows in published.items():
         counts = Counter(version for version, _ in rows)
         twice = sorted(v for v, n in counts.items() if n > 1)
         if twice:
             problems.append(f"{entity}: versions {twice} published more than once: {rows}")
+    return problems
+
+
+def conflicting_versions(published: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """Versions published with different scores for one entity. Input read again after a
+    restart may publish a version again (at least once; the database keeps the first copy),
+    but never a different score under the same number."""
+    problems = []
+    for entity, rows in published.items():
+        scores: dict[int, set[float]] = defaultdict(set)
+        for version, score in rows:
+            scores[version].add(score)
+        clashes = {v: sorted(s) for v, s in sorted(scores.items()) if len(s) > 1}
+        if clashes:
+            problems.append(f"{entity}: one version, several scores {clashes}: {rows}")
     return problems
 
 
