@@ -28,10 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 from faust.types import EventT
 
+from trustscore_stream.agents.score_versions import HistoryTail, ScoreVersions
 from trustscore_stream.events.control import RescoreRequest
 from trustscore_stream.events.routed import Routed
 from trustscore_stream.metrics import Metrics
@@ -184,6 +186,7 @@ class ScoringEngine:
         watched: WatchIndex | None,
         generation: Callable[[], int],
         output: Output | None = None,
+        history_tail: HistoryTail | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -193,6 +196,11 @@ class ScoringEngine:
         self.watched = watched
         self._generation = generation
         self.output: Output = output if output is not None else FaustOutput()
+        # Restored partitions continue from the versions already published (None: tests
+        # that do not restore).
+        self.versions = ScoreVersions(
+            history_tail, entities, settings.significance, generation, self.output.flush
+        )
         self._seen_generation: int | None = None
         self.threshold = settings.significance
         # partition -> changed entity -> the events that changed it (not yet scored), the
@@ -224,6 +232,8 @@ class ScoringEngine:
 
     async def fold(self, records: Sequence[LaneRecord]) -> None:
         self._check_generation()
+        if not await self.versions.ready({r.partition for r in records}):
+            return  # rebalanced meanwhile: this input is not acknowledged, it is read again
         now_s = time.time()
         conflated = 0
         trace = log.isEnabledFor(logging.DEBUG)  # once per batch: ~0 cost when off
@@ -254,7 +264,7 @@ class ScoringEngine:
                 for key, state in changed.items():
                     previous = found.get(key)
                     if previous is None:
-                        state_of.put(key, Stored(state))
+                        state_of.put(key, Stored(state, self.versions.created(partition, key)))
                     else:
                         state_of.put(key, Stored(state, previous.published))
                     conflated += add_cause(unscored, key, item.event_id)
@@ -327,7 +337,7 @@ class ScoringEngine:
                     publication.owner = stored.state.provenance.owner
                 state_of.put(key, Stored(stored.state, published))
                 publications.append(publication)
-                rows.append(history_row(publication))
+                rows.append(history_row(publication, published.emitted))
                 dependants += key in eager or key in linked
             if rows:
                 history[partition] = rows
@@ -337,7 +347,10 @@ class ScoringEngine:
         self.metrics.dependants_rescored.inc(dependants)
         for partition, rows in history.items():
             for record in encode_history(rows):
-                await self.output.send(self.topics.history, value=record, partition=partition)
+                delivery = await self.output.send(
+                    self.topics.history, value=record, partition=partition
+                )
+                self.versions.sent(partition, delivery)
         emitted = 0
         partitions = self.settings.partitions
         if log.isEnabledFor(logging.DEBUG):
@@ -399,6 +412,8 @@ class ScoringEngine:
     async def fold_links(self, records: Sequence[LinkRecord]) -> None:
         """Apply link records (idempotent: reports by report time, summaries by number)."""
         self._check_generation()
+        if not await self.versions.ready({r.partition for r in records}):
+            return  # rebalanced meanwhile: this input is not acknowledged, it is read again
         for record in records:
             partition = record.partition
             state_of = self.entities.partition(partition)
@@ -419,9 +434,12 @@ class ScoringEngine:
         updated = apply_report(wallet, link.wallet, link.report)
         if wallet is not None and updated.collections == wallet.collections:
             return False  # a repeat, or older than what the creator's record holds
-        state_of.put(
-            link.wallet, Stored(updated, previous.published) if previous else Stored(updated)
+        published = (
+            previous.published
+            if previous is not None
+            else self.versions.created(state_of.partition, link.wallet)
         )
+        state_of.put(link.wallet, Stored(updated, published))
         add_cause(unscored, link.wallet, link.cause)
         return True
 
@@ -466,7 +484,9 @@ class ScoringEngine:
         self._check_generation()
         writes = dedup_writes = 0
         for partition, anchor in self._anchors.items():
-            state, seen = self.entities.checkpoint(partition, anchor, self.dedup)
+            state, seen = self.entities.checkpoint(
+                partition, anchor, self.dedup, partial(self.versions.history_from, partition)
+            )
             writes += state
             dedup_writes += seen
         self.entities.trim()

@@ -7,7 +7,10 @@ Table `entity-state` (raw bytes keys and values), per partition:
   with their checkpoint's number;
 - `c:{partition}`: the number of the last complete checkpoint, written after its buckets
   and dedup chunk in the same changelog partition. Buckets and chunks of a checkpoint that
-  did not complete are rolled back / ignored on load (tables/state_buckets.py).
+  did not complete are rolled back / ignored on load (tables/state_buckets.py);
+- `h:{partition}`: `{"s": checkpoint, "o": offset}`, written after the marker: where the
+  score-history topic's partition must be read from on load to find the versions published
+  after that checkpoint (agents/score_versions.py).
 An NFT lives on its collection's partition (lanes are partitioned by collection), so
 scoring an NFT reads its collection's state locally. Keys name their partition, so a read
 from outside a stream (REST) finds the one database that holds them.
@@ -93,11 +96,16 @@ class EntityStore:
         return self.partition(self.partition_of(entity)).get(entity)
 
     def checkpoint(
-        self, partition: int, anchor: EventT[bytes], dedup: DedupStore | None = None
+        self,
+        partition: int,
+        anchor: EventT[bytes],
+        dedup: DedupStore | None = None,
+        history_from: Callable[[], int | None] | None = None,
     ) -> tuple[int, int]:
         """Write the changed buckets of `partition`, then its new dedup ids, then the commit
-        marker, all to its changelog partition (`anchor` is one of its events). Returns the
-        number of bucket and dedup writes."""
+        marker, then the history offset (`history_from()`, when it gives one), all to its
+        changelog partition (`anchor` is one of its events). Returns the number of bucket
+        and dedup writes."""
         state = self.partition(partition)
         seq, writes = state.take_writes()
         with partition_scope(anchor):
@@ -114,6 +122,10 @@ class EntityStore:
             if writes or dedup_writes:
                 key, value = state.commit(seq)
                 self._table[key] = value
+                offset = history_from() if history_from is not None else None
+                if offset is not None:
+                    key, value = state.history_mark(seq, offset)
+                    self._table[key] = value
         return len(writes), dedup_writes
 
     def trim(self) -> None:

@@ -15,6 +15,16 @@ checkpoint. A bucket newer than the marker is rolled back on load and rewritten 
 checkpoint, so state is always exactly that of a complete checkpoint; the input after it
 was not acknowledged and is read again.
 
+Why a history offset: versions are published every conflation window but made durable
+only here, so a restored state may be behind versions already published. Right after its
+commit marker a checkpoint writes `h:{partition}`: `{"s": seq, "o": offset}`, an offset of
+the score-history topic's partition below every history record published after the state
+of checkpoint `seq`. A restore reads that topic from there and adopts what it finds
+(agents/score_versions.py). Written after the marker, the record is never newer than the
+committed state; an older one (a crash between the two) is still a valid, lower bound. A
+separate record rather than a field of the marker, so that workers of the previous release
+(which parse the marker as an integer) read state written by this one.
+
 Link records (scoring/links.py: replicated wallet summaries, what was last sent) share the
 buckets, so they are written atomically with the entity state that caused them; they have
 their own accessors (`get_link` / `put_link`) and never appear as `Stored`.
@@ -25,6 +35,7 @@ use, so a checkpoint re-encodes only the entities that changed.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable
 
@@ -37,6 +48,9 @@ STATE_PREFIX = "s"
 # Entity keys (CONTRACT §1); link records in the same buckets start otherwise.
 ENTITY_PREFIXES = ("nft:", "collection:", "wallet:")
 COMMIT_PREFIX = "c"
+HISTORY_PREFIX = "h"
+
+log = logging.getLogger(__name__)
 
 
 class Bucket(msgspec.Struct, gc=False, array_like=True):
@@ -66,6 +80,18 @@ def commit_key(partition: int) -> bytes:
     return f"{COMMIT_PREFIX}:{partition}".encode()
 
 
+def history_key(partition: int) -> bytes:
+    return f"{HISTORY_PREFIX}:{partition}".encode()
+
+
+class HistoryMark(msgspec.Struct, frozen=True, gc=False):
+    s: int  # the checkpoint it was written with
+    o: int  # the score-history offset to read from
+
+
+_mark_decoder = msgspec.json.Decoder(HistoryMark)
+
+
 class _Loaded:
     __slots__ = ("raw", "undo")
 
@@ -90,7 +116,22 @@ class PartitionState:
         marker = read(commit_key(partition))
         self.committed = int(marker) if marker is not None else 0
         self.seq = self.committed
+        # Where the score-history partition must be read from to find every version
+        # published after this state (None: not known, read all of it).
+        self.history_from = self._history_from(read(history_key(partition)))
         self._recover()
+
+    def _history_from(self, raw: bytes | None) -> int | None:
+        if raw is None:
+            return None
+        try:
+            mark = _mark_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("partition %d: unreadable history mark %r (%s)", self.partition, raw, exc)
+            return None
+        if mark.s > self.committed:  # cannot happen (written after the marker): be safe
+            return None
+        return mark.o
 
     def _recover(self) -> None:
         """Roll back buckets written by a checkpoint that never committed."""
@@ -200,9 +241,13 @@ class PartitionState:
         return seq, writes
 
     def commit(self, seq: int) -> tuple[bytes, bytes]:
-        """The commit marker record of checkpoint `seq` (write it after everything else)."""
+        """The commit marker record of checkpoint `seq` (write it after its buckets)."""
         self.committed = seq
         return commit_key(self.partition), str(seq).encode()
+
+    def history_mark(self, seq: int, offset: int) -> tuple[bytes, bytes]:
+        """The history offset record of checkpoint `seq` (write it after its marker)."""
+        return history_key(self.partition), msgspec.json.encode(HistoryMark(seq, offset))
 
     def trim(self, max_objects: int) -> None:
         """Forget decoded clean entities beyond `max_objects` (they stay encoded)."""

@@ -25,10 +25,12 @@ from trustscore_stream.agents.lanes import LaneStage
 from trustscore_stream.agents.links import LinkStage
 from trustscore_stream.agents.notify import NotifyStage
 from trustscore_stream.agents.route import RouteStage
+from trustscore_stream.agents.score_versions import KafkaHistoryTail
 from trustscore_stream.agents.scoring import ScoringEngine
 from trustscore_stream.agents.watch import WatchStage
 from trustscore_stream.db.engine import create_engine_for
 from trustscore_stream.db.migrate import upgrade
+from trustscore_stream.embedded import bootstrap_from_url
 from trustscore_stream.fetch_wait import use_fetch_wait
 from trustscore_stream.live.follower import BroadcastFollower
 from trustscore_stream.live.hub import Hub, HubLimits
@@ -139,8 +141,20 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     watched = WatchIndex(declare_watched_table(app, settings), generation)
     output = BatchingOutput(settings.broker_url)
     app.service(output)  # type: ignore[arg-type]  # Faust takes instances too
+    # Restored partitions read back the versions they already published (agents/score_versions.py).
+    history_tail = KafkaHistoryTail(
+        bootstrap_from_url(settings.broker_url), topics.history.get_topic_name()
+    )
     scoring = ScoringEngine(
-        settings, topics, metrics, entities, scoring_dedup, watched, generation, output
+        settings,
+        topics,
+        metrics,
+        entities,
+        scoring_dedup,
+        watched,
+        generation,
+        output,
+        history_tail,
     )
     lanes = LaneStage(settings, topics, metrics, engine=scoring)
     history = HistoryStage(settings, topics, metrics, engine)

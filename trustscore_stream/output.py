@@ -11,6 +11,7 @@ stage that acknowledges input covered by these records calls `flush()` first.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import faust
@@ -18,6 +19,13 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from trustscore_stream.embedded import bootstrap_from_url
+
+
+class Delivered(Protocol):
+    """Where the broker put a record (aiokafka's and Faust's RecordMetadata both fit)."""
+
+    @property
+    def offset(self) -> int: ...
 
 
 class Output(Protocol):
@@ -28,7 +36,9 @@ class Output(Protocol):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None: ...
+    ) -> Awaitable[Delivered] | None:
+        """Queue a record; returns its delivery (the broker's offset), where known."""
+        ...
 
     async def flush(self) -> None: ...
 
@@ -43,8 +53,8 @@ class FaustOutput:
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None:
-        await topic.send(key=key, value=value, partition=partition)
+    ) -> Awaitable[Delivered]:
+        return await topic.send(key=key, value=value, partition=partition)
 
     async def flush(self) -> None:
         return None  # Faust flushes its producer before it commits
@@ -93,10 +103,11 @@ class BatchingOutput(Service):
         value: bytes,
         key: bytes | None = None,
         partition: int | None = None,
-    ) -> None:
+    ) -> Awaitable[Delivered]:
         producer = self._producer or await self._ensure_producer()
         delivery = await producer.send(topic.get_topic_name(), value, key=key, partition=partition)
         self._pending.append(delivery)
+        return delivery  # type: ignore[no-any-return]
 
     async def flush(self) -> None:
         """Wait until everything sent so far is acknowledged by the broker; raise if any

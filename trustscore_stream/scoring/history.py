@@ -3,15 +3,22 @@
 Scoring sends one record per partition and conflation window to the internal history
 topic; agents/history.py writes them in batches, idempotent on (entity, version), so the
 score path never waits on the database and a database outage loses nothing.
+
+The same topic is the scoring stage's own record of what it published: after a restore,
+the versions published since the restored checkpoint are read back from it and adopted
+(`adopt`, agents/score_versions.py), so numbering continues after the last version any
+reader has seen instead of reusing numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
 
-from trustscore_stream.scoring.publication import Publication
+from trustscore_stream.events.deadletter import rfc3339
+from trustscore_stream.scoring.publication import Publication, Published
 
 
 class FactorRow(msgspec.Struct, frozen=True, gc=False):
@@ -35,9 +42,13 @@ class HistoryRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     factors_changed: list[str]
     cause_event_id: str | None
     at: datetime
+    # The score of the entity's last delta as of this version (`Published.emitted`), so a
+    # restore that adopts this row knows the next delta's `previous` exactly. Trailing and
+    # defaulted: rows written before it decode with None, and older readers ignore it.
+    emitted: float | None = None
 
 
-def history_row(p: Publication) -> HistoryRow:
+def history_row(p: Publication, emitted: float | None = None) -> HistoryRow:
     factors = {fid: FactorRow(f.value, f.weight, f.evidence) for fid, f in p.result.factors.items()}
     return HistoryRow(
         entity=p.entity,
@@ -50,10 +61,16 @@ def history_row(p: Publication) -> HistoryRow:
         factors_changed=list(p.factors_changed),
         cause_event_id=p.cause_event_id,
         at=p.at,
+        emitted=emitted,
     )
 
 
+class _FactorValue(msgspec.Struct, frozen=True, gc=False):
+    value: float  # weight and evidence are skipped
+
+
 _decoder = msgspec.json.Decoder(list[HistoryRow])
+_factor_values = msgspec.json.Decoder(dict[str, _FactorValue])
 _encoder = msgspec.json.Encoder()
 # Records stay well below Kafka's default 1 MiB message limit.
 MAX_RECORD_BYTES = 256 * 1024
@@ -78,3 +95,37 @@ def encode_history(rows: list[HistoryRow], max_bytes: int = MAX_RECORD_BYTES) ->
 
 def decode_history(raw: bytes) -> list[HistoryRow]:
     return _decoder.decode(raw)
+
+
+def published_of(row: HistoryRow, before: Published, threshold: float) -> Published:
+    """The `Published` that publishing `row` left behind (`before`: the entity's previous
+    one). A row from before `emitted` existed gets it by the publication rule itself
+    (`is_significant`), which is exact when `before` is the version just below the row."""
+    if row.emitted is not None:
+        emitted: float | None = row.emitted
+    elif before.emitted is None or before.level != row.level:
+        emitted = row.score
+    else:
+        emitted = row.score if abs(row.score - before.emitted) >= threshold else before.emitted
+    factors = _factor_values.decode(row.factors)
+    return Published(
+        version=row.version,
+        score=row.score,
+        level=row.level,
+        at=rfc3339(row.at),
+        factors={fid: f.value for fid, f in factors.items()},
+        emitted=emitted,
+    )
+
+
+def adopt(published: Published, rows: Iterable[HistoryRow], threshold: float) -> Published:
+    """What an entity restored with `published` must continue from, given its history rows
+    in topic order: the row of the highest version above `published.version`, if any.
+    Rows at or below the current version are ignored, so of two rows with one number the
+    first wins, as in the database (agents/history.py keeps the first copy). Returns
+    `published` itself when no row is newer."""
+    current = published
+    for row in rows:
+        if row.version > current.version:
+            current = published_of(row, current, threshold)
+    return current
