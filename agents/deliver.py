@@ -110,6 +110,8 @@ class DeliveryStage:
             again, self._stuck = sorted(stuck & self._stuck), stuck
             if again:
                 await self.push(again)
+        except SQLAlchemyError as exc:  # the database is down: the next sweep finds them
+            log.warning("push sweep skipped: %s", exc)
         except Exception:  # a timer that raises stops the worker: log, try next sweep
             log.exception("push sweep failed")
 
