@@ -82,9 +82,7 @@ async def test_ring_rug_pull_and_resolution(stack: Stack) -> None:
     # A read is current before its version is published: wait for the published delta, so
     # the ring is not conflated into the same window as the first batch.
     deadline = time.monotonic() + 30
-    while not any(
-        r.key == NFT.encode() for r in await stack.consume("trustscore-deltas", until=1)
-    ):
+    while not any(r.key == NFT.encode() for r in await stack.consume("trustscore-deltas", until=1)):
         assert time.monotonic() < deadline, "the first version was never published"
     await stack.produce([trade("ring-close", C, A, 2.5)])  # A→B→C→A within 2h
 
