@@ -36,8 +36,6 @@ from trustscore_stream.tables.state_buckets import PartitionState
 TABLE_NAME = "entity-state"
 SCORING_DEDUP_PREFIX = "d:"
 COMMIT_PREFIX = "c:"
-# Decoded clean entities kept per partition; beyond it they are dropped (still held encoded).
-DECODED_LIMIT = 50_000
 # A bucket record (state plus the undo of one checkpoint) this big is close to Kafka's
 # default 1 MiB message limit.
 LARGE_BUCKET_BYTES = 512 * 1024
@@ -67,6 +65,7 @@ class EntityStore:
         self._table = table
         self._partitions = settings.partitions
         self._buckets = settings.state_buckets
+        self._decoded_limit = settings.state_cache_entities
         self._generation = generation
         self._states: dict[int, PartitionState] = {}
         self._state_generation: int | None = None
@@ -131,4 +130,4 @@ class EntityStore:
     def trim(self) -> None:
         """Bound the decoded entities of every partition (call once per checkpoint)."""
         for state in self._states.values():
-            state.trim(DECODED_LIMIT)
+            state.trim(self._decoded_limit)

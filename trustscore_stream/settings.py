@@ -69,6 +69,9 @@ class Settings:
     # Entity-state table records per partition (tables/state_buckets.py): more buckets mean
     # smaller records and more of them per checkpoint. Fixed for the life of the state.
     state_buckets: int = 32
+    # Decoded clean entities kept per partition between checkpoints; beyond it they are
+    # dropped (they stay encoded in their bucket and are decoded again when next needed).
+    state_cache_entities: int = 50_000
     ingest_keys: Mapping[str, str] = field(default_factory=dict)
     ingest_rate: float = 1000.0
     # Refuse HMAC-signed requests without a fresh signed X-TrustScore-Timestamp (replays).
@@ -232,6 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         conflation_window_s=env_float(env, "TRUSTSCORE_CONFLATION_WINDOW", 0.25),
         conflation_max_s=env_float(env, "TRUSTSCORE_CONFLATION_MAX", 5.0),
         state_buckets=_int(env, "TRUSTSCORE_STATE_BUCKETS", 32, 1),
+        state_cache_entities=_int(env, "TRUSTSCORE_STATE_CACHE_ENTITIES", 50_000, 1),
         ingest_keys=parse_ingest_keys(env.get("TRUSTSCORE_INGEST_KEYS") or ""),
         ingest_rate=env_float(env, "TRUSTSCORE_INGEST_RATE", 1000.0),
         ingest_require_timestamp=_bool(env, "TRUSTSCORE_INGEST_REQUIRE_TIMESTAMP", False),
