@@ -9,6 +9,7 @@ When BENCH_TOTAL events were seen, the agent writes {"first","last","count"} to 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -44,8 +45,13 @@ app = faust.App(
 source = app.topic(f"{PREFIX}trustscore-events", partitions=8, internal=True, value_type=bytes)
 sink = app.topic(f"{PREFIX}bench-out", partitions=8, internal=True, value_type=bytes)
 counts = app.Table("bench-counts", default=int, partitions=8)
+
+
 # The same log level fix as the app's, so both pay the same logging cost.
-app.task(undo_spinner_log_level)
+@app.task
+async def _undo_spinner() -> None:
+    await undo_spinner_log_level(logging.WARNING)
+
 
 state: dict[str, Any] = {"first": None, "count": 0}
 
