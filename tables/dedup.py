@@ -107,9 +107,7 @@ class DedupStore:
         now = self._clock()
         writes = 0
         with partition_scope(event):
-            chunk = memory.take_pending(now)
-            if chunk is not None:
-                chunk_key, ids = chunk
+            for chunk_key, ids in memory.take_pending(now):
                 value = ids if self._commit_prefix is None else {"s": seq, "i": ids}
                 self._table[f"{self._prefix}{partition}:{chunk_key}".encode()] = orjson.dumps(value)
                 writes += 1

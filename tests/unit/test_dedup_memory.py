@@ -1,20 +1,20 @@
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trustscore_stream.events.dedup import BUCKET_SECONDS, DedupMemory
+from trustscore_stream.events.dedup import BUCKET_SECONDS, MAX_CHUNK_BYTES, DedupMemory
 
 
 def test_remember_and_checkpoint_chunks() -> None:
     memory = DedupMemory(retention_s=7 * 86400, max_ids=100)
     assert memory.remember("a", 0.0) and memory.remember("b", 1.0)
     assert not memory.remember("a", 2.0)
-    chunk = memory.take_pending(3.0)
-    assert chunk == ("0:0", ["a", "b"])
-    assert memory.take_pending(4.0) is None  # nothing new: no table write
+    assert memory.take_pending(3.0) == [("0:0", ["a", "b"])]
+    assert memory.take_pending(4.0) == []  # nothing new: no table write
     assert memory.remember("c", 5.0)
-    assert memory.take_pending(5.0) == ("0:1", ["c"])
+    assert memory.take_pending(5.0) == [("0:1", ["c"])]
 
 
 def test_restore_from_chunks() -> None:
@@ -22,7 +22,7 @@ def test_restore_from_chunks() -> None:
     memory.load_chunk("5:3", ["x", "y"])
     assert "x" in memory and not memory.remember("y", 5 * BUCKET_SECONDS)
     assert memory.remember("z", 5 * BUCKET_SECONDS)
-    assert memory.take_pending(5 * BUCKET_SECONDS) == ("5:4", ["z"])  # seq continues
+    assert memory.take_pending(5 * BUCKET_SECONDS) == [("5:4", ["z"])]  # seq continues
 
 
 def test_retention_window_forgets_whole_buckets() -> None:
@@ -57,3 +57,20 @@ def test_each_id_passes_once(ids: list[str]) -> None:
     memory = DedupMemory(retention_s=86400, max_ids=1000)
     passed = [i for i in ids if memory.remember(i, 0.0)]
     assert sorted(passed) == sorted(set(ids))
+
+
+def test_a_big_checkpoint_is_split_into_chunks_under_the_record_limit() -> None:
+    memory = DedupMemory(retention_s=86400, max_ids=10**6)
+    ids = [f"sim-7-{i:012d}-{'x' * 20}" for i in range(50_000)]  # ~2.2 MB as one array
+    for event_id in ids:
+        memory.remember(event_id, 0.0)
+    chunks = memory.take_pending(0.0)
+    assert len(chunks) > 1
+    assert all(len(orjson.dumps(chunk_ids)) <= MAX_CHUNK_BYTES for _, chunk_ids in chunks)
+    assert [i for _, chunk_ids in chunks for i in chunk_ids] == ids
+    assert [key for key, _ in chunks] == [f"0:{n}" for n in range(len(chunks))]
+    restored = DedupMemory(retention_s=86400, max_ids=10**6)
+    for key, chunk_ids in chunks:
+        restored.load_chunk(key, chunk_ids)
+    assert all(i in restored for i in ids)
+    assert restored.take_pending(0.0) == []

@@ -3,7 +3,8 @@
 Ids live in hour buckets by first-seen (processing) time. A bucket older than the
 retention window is forgotten as a whole, and when a partition holds more ids than its cap
 the oldest buckets go first. New ids are handed out in chunks for the checkpoint to write
-as ONE table entry per partition per checkpoint, never one per event.
+as one table entry per partition per checkpoint (more only when the ids would not fit in
+one record), never one per event.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BUCKET_SECONDS = 3600
+# Largest chunk, in bytes of its JSON array: a checkpoint of 50,000 events with long ids
+# made a single chunk over the broker's 1 MiB message limit and crashed the producer.
+MAX_CHUNK_BYTES = 256 * 1024
 
 
 def bucket_of(now: float) -> int:
@@ -49,13 +53,30 @@ class DedupMemory:
         seq = int(chunk_key.split(":", 1)[1])
         self._seq = max(self._seq, seq + 1)
 
-    def take_pending(self, now: float) -> tuple[str, list[str]] | None:
-        """The ids remembered since the last checkpoint, as one chunk to persist."""
-        if not self._pending:
-            return None
+    def take_pending(
+        self, now: float, max_bytes: int = MAX_CHUNK_BYTES
+    ) -> list[tuple[str, list[str]]]:
+        """The ids remembered since the last checkpoint, as chunks to persist: one, unless
+        its JSON array would exceed `max_bytes` (then as many as needed, each with its own
+        sequence number). Empty when nothing is new."""
+        chunks: list[tuple[str, list[str]]] = []
+        ids: list[str] = []
+        size = 2  # the brackets
+        for event_id in self._pending:
+            cost = len(event_id.encode()) + 3  # quotes and comma; escapes are rare
+            if ids and size + cost > max_bytes:
+                chunks.append(self._new_chunk(now, ids))
+                ids, size = [], 2
+            ids.append(event_id)
+            size += cost
+        if ids:
+            chunks.append(self._new_chunk(now, ids))
+        self._pending = []
+        return chunks
+
+    def _new_chunk(self, now: float, ids: list[str]) -> tuple[str, list[str]]:
         chunk_key = f"{bucket_of(now)}:{self._seq}"
         self._seq += 1
-        ids, self._pending = self._pending, []
         self._chunks[chunk_key] = ids
         return chunk_key, ids
 
