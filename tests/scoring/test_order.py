@@ -1,0 +1,106 @@
+"""Order independence: the final scores depend on the set of events, not on the fold order.
+
+The scoring stage folds lane batches in priority order (docs/architecture.md §5), so a worker
+folds the same events in an order that differs from event time and varies with timing. The
+guarantee (docs/scoring.md §7): folding any permutation of a set of events gives the same
+`ScoreResult`s as folding them in event-time order, as long as no event arrives later than its
+entity's ordering horizon (the bounded memories of §2). The generated sets here stay inside
+every horizon (≤ 30 events), so every permutation must agree.
+
+Two properties: the realistic one (each lane keeps its order, the lanes interleave
+arbitrarily, which is what one worker can do) and the general one (any permutation).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.scoring.strategies import event_lists
+from tests.scoring.test_properties import FAST, NOWS, _summaries
+from trustscore_stream.events.classification import classify
+from trustscore_stream.events.envelope import Envelope
+from trustscore_stream.scoring import (
+    CollectionState,
+    NftState,
+    ScoreResult,
+    State,
+    apply_all,
+    creator_of,
+    score_collection,
+    score_nft,
+    score_wallet,
+)
+
+
+def _event_time_order(events: list[Envelope]) -> list[Envelope]:
+    return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+
+
+def _scores(states: dict[str, State], now: datetime) -> dict[str, ScoreResult]:
+    wallets = _summaries(states)
+    out: dict[str, ScoreResult] = {}
+    for key, s in states.items():
+        if isinstance(s, NftState):
+            coll = states.get("collection:" + key.rsplit(":", 1)[0].split(":", 1)[1])
+            assert coll is None or isinstance(coll, CollectionState)
+            creator_key = creator_of(s, coll)
+            creator = wallets.get(creator_key) if creator_key else None
+            out[key] = score_nft(s, coll, creator, now, wallets=wallets)
+        elif isinstance(s, CollectionState):
+            out[key] = score_collection(s, wallets.get(creator_of(None, s) or ""), now)
+        else:
+            out[key] = score_wallet(s, now)
+    return out
+
+
+def _assert_same_scores(events: list[Envelope], permuted: list[Envelope]) -> None:
+    expected = dict(apply_all({}, _event_time_order(events)))
+    got = dict(apply_all({}, permuted))
+    assert got.keys() == expected.keys()
+    for now in NOWS:
+        want = _scores(expected, now)
+        have = _scores(got, now)
+        for key in want:
+            assert have[key] == want[key], key
+    assert _summaries(got) == _summaries(expected)
+
+
+@st.composite
+def lane_interleavings(draw: st.DrawFn) -> tuple[list[Envelope], list[Envelope]]:
+    """(events, the same events as a worker may fold them): per lane in event-time order,
+    the lanes interleaved by draws (the scheduler's choice depends on timing)."""
+    events = draw(event_lists)
+    ordered = _event_time_order(events)
+    ingest_now = max((e.occurred_at for e in events), default=datetime.now().astimezone())
+    ingest_now += timedelta(seconds=draw(st.integers(0, 2 * 86_400)))
+    lanes: dict[str, list[Envelope]] = {}
+    for e in ordered:
+        lanes.setdefault(classify(e, ingest_now).lane, []).append(e)
+    queues = [list(reversed(q)) for q in lanes.values()]
+    folded: list[Envelope] = []
+    while any(queues):
+        ready = [q for q in queues if q]
+        q = ready[draw(st.integers(0, len(ready) - 1))]
+        # A lane batch: one or more events of that lane, in order.
+        for _ in range(draw(st.integers(1, 4))):
+            if q:
+                folded.append(q.pop())
+    return events, folded
+
+
+@FAST
+@given(lane_interleavings())
+def test_lane_interleaving_gives_event_time_scores(case: tuple[list[Envelope], list[Envelope]]) -> None:
+    events, folded = case
+    _assert_same_scores(events, folded)
+
+
+@FAST
+@given(event_lists, st.randoms(use_true_random=False))
+def test_any_permutation_gives_event_time_scores(events: list[Envelope], rnd: object) -> None:
+    permuted = list(events)
+    rnd.shuffle(permuted)  # type: ignore[attr-defined]
+    _assert_same_scores(events, permuted)
