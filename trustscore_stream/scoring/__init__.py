@@ -8,11 +8,13 @@ State (frozen msgspec structs, one per key; `encode_state` / `decode_state` give
     WalletState      key `wallet:…`      findings, sentiment, creator's collection reports
 
 Folding events:
-    keys_for(event) -> tuple[str, ...]                     keys an event reads and writes
+    keys_for(event) -> tuple[str, ...]                     keys an event always reads and writes
     apply(states: Mapping[str, State], event) -> dict[str, State]
         new states of the touched keys (an NFT event touches the NFT and its collection,
-        which share a partition); nothing is mutated
-    apply_all(states, events) -> dict[str, State]          a left fold: batch-split invariant
+        which share a partition; a late one may also re-check sales of other NFTs of the
+        collection, which it reads from `states` and returns); nothing is mutated
+    apply_all(states, events) -> dict[str, State]          a left fold: batch-split invariant,
+        and (within the ordering horizons) order-independent: docs/scoring.md §7
 
 Reading:
     score_nft(nft, collection, creator_summary, now, *, wallets=None) -> ScoreResult

@@ -114,7 +114,7 @@ class Provenance(
 
     minted_at: int | None = None
     minter: str = ""  # `to` of the earliest mint
-    creator: str = ""  # the creator named by the earliest mint naming one
+    creator: str = ""  # the creator named by the latest mint naming one
     owner: str = ""
     since: int = 0
     chain: tuple[str, ...] = ()  # previous owners, newest last
@@ -183,13 +183,13 @@ def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
 def record_mint(
     p: Provenance, to: str, creator: str | None, t: int
 ) -> tuple[Provenance, OwnerChange | None]:
-    """The earliest mint (by time, then address) names the minter; the earliest mint naming
-    a creator names the creator, whatever order the mints arrive in."""
+    """The earliest mint (by time, then address) names the minter; the latest mint naming a
+    creator (by time, then address) names the creator, whatever order the mints arrive in."""
     if p.minted_at is None or (t, to) < (p.minted_at, p.minter):
         p = replace(p, minted_at=t, minter=to)
     if creator:
         known = p.creator_at if p.creator_at is not None else p.minted_at
-        if not p.creator or known is None or (t, creator) < (known, p.creator):
+        if not p.creator or known is None or (t, creator) >= (known, p.creator):
             p = replace(p, creator=creator, creator_at=t)
     return _record(p, Move(t, MINT, to))
 
