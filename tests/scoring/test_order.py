@@ -13,9 +13,8 @@ arbitrarily, which is what one worker can do) and the general one (any permutati
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from collections import Counter
+from datetime import datetime, timedelta
 
 from hypothesis import assume, given
 from hypothesis import strategies as st

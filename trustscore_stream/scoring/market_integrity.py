@@ -463,9 +463,8 @@ def add_sale(
     if legs:
         window = tuple(x for x in window if x not in legs)
     window, i = insert_sorted(window, trade, trade_key, WINDOW_TRADES)
-    suspicion = state.suspicion
-    if check.weight:
-        suspicion = add(suspicion, check.weight, trade.t, SUSPICION_HALF_LIFE)
+    # Every sale moves the reference time, flagged or not (see `common.add`).
+    suspicion = add(state.suspicion, check.weight, trade.t, SUSPICION_HALF_LIFE)
     return (
         NftMarket(
             window=window,

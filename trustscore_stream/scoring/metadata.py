@@ -230,6 +230,7 @@ def update(
     while i > 0 and key < _event_key(recent[i - 1]):
         i -= 1
     new, recent, deltas = _refold(settled, (*recent[:i], e, *recent[i:]), minted_at)
+    deltas.append((t, 0.0))  # the collection's sum counts this update's time even at weight 0
     return _with(new, settled, recent, minted_at), deltas
 
 
