@@ -32,7 +32,7 @@ Cross-partition (wallet keys live elsewhere):
     apply_report(wallet_state | None, wallet_id, report) -> WalletState
 
 What the stream layer persists per key: the encoded NftState / CollectionState / WalletState
-(≈0.3 KB for a fresh NFT, ≤ ~6 KB for a busy one, ≤ ~35 KB per collection; all bounded),
+(≈0.4 KB for a fresh NFT, ≤ ~10 KB for a busy one, ≤ ~40 KB per collection; all bounded),
 plus its own dedup memory of event ids (apply counts every event it is given) and, where it
 replicates them, the WalletSummary of creators and flagged wallets. Cost (bench/model.py,
 docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event, score_nft ≈ 22 µs when a

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
@@ -301,8 +302,8 @@ def _ring_text(wallets: list[str], span: int, event_id: str, across: bool) -> st
 
 
 def check_sale(
-    before: list[Trade],
-    graph: list[Edge],
+    before: Sequence[Trade],
+    graph: Sequence[Edge],
     pairs: dict[str, PairMark],
     floor: FloorRef | None,
     *,
@@ -319,7 +320,7 @@ def check_sale(
     latest floor observation at or before it. The same inputs give the same result in
     whatever order the events arrived."""
     found: list[Incident] = []
-    window = tuple(before)
+    window = before if isinstance(before, tuple) else tuple(before)
     looped = False
     if seller == buyer:
         found.append(Incident(t, W_SELF, f"self-trade by {seller} (event {event_id})"))
@@ -332,7 +333,9 @@ def check_sale(
             found.append(Incident(t, weight, _ring_text(wallets, span, event_id, across=False)))
             looped = True
         else:
-            cycle = graph_cycle(tuple(graph), seller, buyer, t)
+            cycle = graph_cycle(
+                graph if isinstance(graph, tuple) else tuple(graph), seller, buyer, t
+            )
             if cycle is not None:
                 wallets, span = cycle
                 found.append(Incident(t, W_RING, _ring_text(wallets, span, event_id, across=True)))
@@ -402,6 +405,7 @@ def flagged_mass(incidents: tuple[Incident, ...]) -> float:
 
 
 K = TypeVar("K")
+_time_of = attrgetter("t")
 
 
 def insert_sorted(
@@ -418,6 +422,15 @@ def insert_sorted(
         drop = len(out) - cap
         return out[drop:], i - drop
     return out, i
+
+
+def prefix_before(items: tuple[T, ...], k: K, key: Callable[[T], K]) -> tuple[T, ...]:
+    """The items whose key is below `k` (items sorted by `key`): a scan from the end, so a
+    key at or after the last item (the usual case) costs one comparison."""
+    i = len(items)
+    while i > 0 and not key(items[i - 1]) < k:  # type: ignore[operator]
+        i -= 1
+    return items if i == len(items) else items[:i]
 
 
 def _event_of(incident: Incident) -> str:
@@ -459,7 +472,9 @@ def add_sale(
     same tx tag or within LEG_SECONDS: a leg never counts as a transfer, whichever came
     first). Returns the new state, the legs removed and the sale's index."""
     window = state.window
-    legs = tuple(x for x in window if is_leg_of(x, trade.frm, trade.to, trade.tag, trade.t))
+    legs: tuple[Trade, ...] = ()
+    if trade.frm in [x.frm for x in window]:  # C-level: mostly nothing to find
+        legs = tuple(x for x in window if is_leg_of(x, trade.frm, trade.to, trade.tag, trade.t))
     if legs:
         window = tuple(x for x in window if x not in legs)
     window, i = insert_sorted(window, trade, trade_key, WINDOW_TRADES)
@@ -539,7 +554,7 @@ def record_free_transfer(
     pairs[key] = mark  # type: ignore[assignment]
     if len(pairs) > PAIR_CAP:
         # The oldest mark goes; among equally old ones, the lowest key.
-        times = [m.t for m in pairs.values()]
+        times = list(map(_time_of, pairs.values()))
         oldest = min(times)
         del pairs[lowest_key_with(pairs, times, oldest)]
     return replace(state, pairs=pairs), key

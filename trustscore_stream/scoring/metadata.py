@@ -106,9 +106,7 @@ class CollectionMetadata(Struct, frozen=True, array_like=True, gc=False):
     updates: int = 0
 
 
-def _step(
-    state: MetadataState, e: MetaEvent, minted_at: int | None
-) -> tuple[MetadataState, float]:
+def _step(state: MetadataState, e: MetaEvent, minted_at: int | None) -> tuple[MetadataState, float]:
     """Fold one update (in event-time order); also return its change weight."""
     t, names, event_id = e.t, e.fields, e.eid
     weight = 0.0

@@ -7,7 +7,7 @@ events gives identical state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -236,8 +236,8 @@ def _recheck(coll: CollectionState, nfts: _Siblings, indices: Iterable[int]) -> 
             continue  # left the token's window: outside the horizon, kept as checked
         trade = window[i]
         check = market_integrity.check_sale(
-            list(window[:i]),
-            list(graph[:j]),
+            window[:i],
+            graph[:j],
             coll.market.pairs,
             collection_health.floor_at(coll.health, e.t),
             seller=e.seller,
@@ -352,18 +352,22 @@ def _sale(
     seller, buyer = pay.seller, pay.buyer
     trade = Trade(t, True, seller, buyer, price, tag, 0.0, cur, event.event_id)
     key = market_integrity.trade_key(trade)
-    before = [
-        x
-        for x in nft.market.window
-        if market_integrity.trade_key(x) < key
-        and not market_integrity.is_leg_of(x, seller, buyer, tag, t)  # replaced below
-    ]
+    window = nft.market.window
+    # The usual case, a sale after everything known and no leg of it in the window, needs no
+    # filtering (a C-level membership test rules legs out).
+    before: Sequence[Trade] = market_integrity.prefix_before(
+        window, key, market_integrity.trade_key
+    )
+    if seller in [x.frm for x in before]:
+        before = [x for x in before if not market_integrity.is_leg_of(x, seller, buyer, tag, t)]
     edge = Edge(t, seller, buyer, event.token_id)
-    ekey = market_integrity.edge_key(edge)
     graph = coll.market.graph
+    graph_before = market_integrity.prefix_before(
+        graph, market_integrity.edge_key(edge), market_integrity.edge_key
+    )
     check = market_integrity.check_sale(
         before,
-        [e for e in graph if market_integrity.edge_key(e) < ekey],
+        graph_before,
         coll.market.pairs,
         collection_health.floor_at(coll.health, t),
         seller=seller,
