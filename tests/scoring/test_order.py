@@ -13,12 +13,16 @@ arbitrarily, which is what one worker can do) and the general one (any permutati
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tests.scoring.factories import A, B, C, D, E, at, market, mint, sale, transfer
+from tests.scoring.helpers import coll_score, factor, fold, nft_of, nft_score
 from tests.scoring.strategies import event_lists
 from tests.scoring.test_properties import FAST, NOWS, _summaries
 from trustscore_stream.events.classification import classify
@@ -38,6 +42,7 @@ from trustscore_stream.scoring import (
     State,
     apply_all,
     creator_of,
+    decode_state,
     score_collection,
     score_nft,
     score_wallet,
@@ -141,3 +146,26 @@ def test_any_permutation_gives_event_time_scores(events: list[Envelope], rnd: ob
     permuted = list(events)
     rnd.shuffle(permuted)  # type: ignore[attr-defined]
     _assert_same_scores(events, permuted)
+
+
+def test_model_1_states_decode_and_keep_folding() -> None:
+    """State stored by model 1 (golden/model_v1_states.json: a mint, a floor, two sales and a
+    transfer folded by the model-1 code) decodes, scores as the same events folded now, and
+    takes further events, in order and late."""
+    stored = json.loads((Path(__file__).parent / "golden" / "model_v1_states.json").read_text())
+    old = {key: decode_state(raw) for key, raw in stored.items()}
+    events = [
+        mint(A, at(0), creator=B),
+        market("0.1", at(0)),
+        sale(A, B, at(1), price="1.0", event_id="v1-s1"),
+        transfer(B, C, at(2)),
+        sale(C, D, at(3), price="0.2", event_id="v1-s2"),
+    ]
+    now = at(10)
+    assert nft_score(old, now) == nft_score(fold(events), now)
+    assert coll_score(old, now) == coll_score(fold(events), now)
+    more = [sale(D, A, at(5), price="0.3", event_id="v2-s3"), transfer(A, E, at(4))]
+    states = fold(more, old)
+    value, evidence = factor(nft_score(states, now), "provenance")
+    assert nft_of(states).provenance.owner == A
+    assert 0.0 <= value <= 100.0 and evidence
