@@ -200,12 +200,13 @@ class HealthState(
 
 
 def floor_at(state: HealthState, t: int) -> tuple[float, str, int] | None:
-    """The latest floor observation at or before `t`, as (floor, currency, time)."""
+    """The latest floor observation before the second `t`, as (floor, currency, time): a quote
+    in the same second as a sale is not known to precede it."""
     for p in reversed(state.floor_points):
-        if p.t <= t:
+        if p.t < t:
             return p.floor, p.currency, p.t
     known = state.floor_settled if state.floor_points else state.floor
-    if known is not None and known.observations and known.t <= t:
+    if known is not None and known.observations and known.t < t:
         return known.floor, known.currency, known.t
     return None
 

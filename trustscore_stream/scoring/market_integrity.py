@@ -213,6 +213,8 @@ def is_leg_of(x: Trade, frm: str, to: str, tag: str, t: int) -> bool:
 
 def is_sale_leg(window: tuple[Trade, ...], frm: str, to: str, tag: str, t: int) -> bool:
     """Whether a transfer is the leg of a sale already in the window (either may come first)."""
+    if to not in [x.to for x in window]:  # C-level: mostly nothing to find
+        return False
     for x in window:
         if (
             x.sale
@@ -546,10 +548,12 @@ def record_free_transfer(
         return state, ""
     key = pair_key(frm, to)
     old = state.pairs.get(key)
-    marks = list(old.marks()) if old is not None else []
-    mark = _pair_mark([*marks, (t, tag)])
-    if mark == old:
-        return state, ""
+    if old is None:
+        mark: PairMark | None = PairMark(t, tag)
+    elif (t, tag) == (old.t, old.tag) or (old.t2 >= 0 and (t, tag) >= (old.t2, old.tag2)):
+        return state, ""  # the usual case: the pair's two earliest are known already
+    else:
+        mark = _pair_mark([*old.marks(), (t, tag)])
     pairs = dict(state.pairs)
     pairs[key] = mark  # type: ignore[assignment]
     if len(pairs) > PAIR_CAP:

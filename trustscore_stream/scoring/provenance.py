@@ -160,9 +160,17 @@ def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
     if len(moves) > MOVES_MAX:
         settled = _step(settled, moves[0])
         moves = moves[1:]
-    change: OwnerChange | None = None
-    if custody.owner != p.owner or custody.burned != p.burned:
-        change = (p.owner or None, custody.owner or None)
+    if (
+        custody.owner == p.owner
+        and custody.since == p.since
+        and custody.changes == p.changes
+        and custody.holds == p.holds
+        and custody.short == p.short
+        and custody.burned == p.burned
+        and custody.chain == p.chain
+    ):
+        # Custody unchanged (a leg, a repeated or a late mint): only the kept events moved.
+        return replace(p, moves=moves, settled=settled), None
     return (
         replace(
             p,
@@ -176,7 +184,9 @@ def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
             moves=moves,
             settled=settled,
         ),
-        change,
+        (p.owner or None, custody.owner or None)
+        if custody.owner != p.owner or custody.burned != p.burned
+        else None,
     )
 
 

@@ -492,8 +492,15 @@ def _market_data(
         ),
         liquidity=liquidity.record_market_data(coll.liquidity, pay.sales_24h, volume, t),
     )
-    later = _later_sales(coll.market.graph, t)
-    if later:  # a floor from before sales already checked: check them against it
+    later = _later_sales(coll.market.graph, t + 1)
+    if later:  # a floor from before sales already checked: those it is now the floor of
+        graph = coll.market.graph
+        later = [
+            j
+            for j in later
+            if collection_health.floor_at(health, graph[j].t)
+            != collection_health.floor_at(coll.health, graph[j].t)
+        ]
         coll = _recheck(coll, nfts, later)
     return coll
 
