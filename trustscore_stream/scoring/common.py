@@ -84,7 +84,10 @@ def add(d: Decayed, amount: float, t: int, half_life: float) -> Decayed:
 
 
 def at(d: Decayed, now: int, half_life: float) -> float:
-    return d.v * decay(now - d.t, half_life)
+    """The sum at `now`; never below 0 (the model adds non-negative amounts, and a re-check
+    that takes one back may leave a float residue of −1e-17, which would print as -0.0)."""
+    v = d.v * decay(now - d.t, half_life)
+    return v if v > 0.0 else 0.0
 
 
 def money(value: str | None) -> float:
