@@ -22,7 +22,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tests.scoring.factories import A, B, C, D, E, at, market, mint, sale, transfer
-from tests.scoring.helpers import coll_score, factor, fold, nft_of, nft_score
+from tests.scoring.helpers import coll_of, coll_score, factor, fold, nft_of, nft_score
 from tests.scoring.strategies import event_lists
 from tests.scoring.test_properties import FAST, NOWS, _summaries
 from trustscore_stream.events.classification import classify
@@ -169,3 +169,17 @@ def test_model_1_states_decode_and_keep_folding() -> None:
     value, evidence = factor(nft_score(states, now), "provenance")
     assert nft_of(states).provenance.owner == A
     assert 0.0 <= value <= 100.0 and evidence
+
+
+def test_two_moves_in_one_second_follow_the_chain() -> None:
+    """One block can move a token twice (A → C, then C → B); with both in one second the
+    chain decides their order, not their content (B sorts before C) or their arrival."""
+    for legs in (
+        [transfer(A, C, at(1)), sale(C, B, at(1), event_id="same-second")],
+        [sale(C, B, at(1), event_id="same-second"), transfer(A, C, at(1))],
+    ):
+        states = fold([mint(A, at(0)), *legs])
+        p = nft_of(states).provenance
+        assert (p.owner, p.chain, p.holds, p.changes) == (B, (A, C), 2, 2)
+        book = coll_of(states).health.book
+        assert book.counts == {B: 1}

@@ -41,15 +41,47 @@ MINT, MOVE, BURN = 0, 1, 2  # a mint sorts before a move in the same second, a b
 
 
 class Move(Struct, frozen=True, array_like=True, gc=False):
-    """One ownership event: the token reaches `to` (mint, transfer, sale) or is burned."""
+    """One ownership event: the token leaves `frm` and reaches `to` (mint, transfer, sale),
+    or is burned."""
 
     t: int
     kind: int
     to: str = ""
+    frm: str = ""
 
 
-def _move_key(m: Move) -> tuple[int, int, str]:
-    return m.t, m.kind, m.to
+def _move_key(m: Move) -> tuple[int, int, str, str]:
+    return m.t, m.kind, m.to, m.frm
+
+
+def _fold(c: Custody, moves: tuple[Move, ...]) -> Custody:
+    """Fold ownership events in event-time order. Within one second (one block can move a
+    token twice: seller → marketplace → buyer) the chain decides: next comes the move that
+    leaves the current owner, then a mint, else the first by content."""
+    n = len(moves)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and moves[j].t == moves[i].t:
+            j += 1
+        if j == i + 1:
+            c = _step(c, moves[i])
+        else:
+            group = list(moves[i:j])
+            while group:
+                k = next(
+                    (
+                        k
+                        for k, m in enumerate(group)
+                        if (m.kind != MINT and c.owner and m.frm == c.owner)
+                    ),
+                    -1,
+                )
+                if k < 0:
+                    k = next((k for k, m in enumerate(group) if m.kind == MINT), 0)
+                c = _step(c, group.pop(k))
+        i = j
+    return c
 
 
 class Custody(Struct, frozen=True, array_like=True, gc=False):
@@ -142,7 +174,7 @@ def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
     else:
         settled = _custody(p)  # nothing kept yet: what is known so far is settled
     key = _move_key(m)
-    if not moves or key > _move_key(moves[-1]):
+    if not moves or m.t > moves[-1].t:
         moves = (*moves, m)
         custody = _step(_custody(p) if p.moves else settled, m)
     else:
@@ -154,12 +186,17 @@ def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
         # Before the first kept event of a token that already settled some: outside the
         # horizon, folded right after the settled part (docs/scoring.md §7).
         moves = (*moves[:i], m, *moves[i:])
-        custody = settled
-        for x in moves:
-            custody = _step(custody, x)
+        custody = _fold(settled, moves)
     if len(moves) > MOVES_MAX:
-        settled = _step(settled, moves[0])
-        moves = moves[1:]
+        # Settle the oldest second as a whole, so its chain order is decided with all of it
+        # (if one second holds them all, the oldest by content goes).
+        j = 1
+        while j < len(moves) and moves[j].t == moves[0].t:
+            j += 1
+        if j == len(moves):
+            j = len(moves) - MOVES_MAX
+        settled = _fold(settled, moves[:j])
+        moves = moves[j:]
     if (
         custody.owner == p.owner
         and custody.since == p.since
@@ -204,13 +241,13 @@ def record_mint(
     return _record(p, Move(t, MINT, to))
 
 
-def record_move(p: Provenance, to: str, t: int) -> tuple[Provenance, OwnerChange | None]:
-    """A transfer or sale moved the token to `to` at `t`."""
-    return _record(p, Move(t, MOVE, to))
+def record_move(p: Provenance, frm: str, to: str, t: int) -> tuple[Provenance, OwnerChange | None]:
+    """A transfer or sale moved the token from `frm` to `to` at `t`."""
+    return _record(p, Move(t, MOVE, to, frm))
 
 
-def record_burn(p: Provenance, t: int) -> tuple[Provenance, OwnerChange | None]:
-    return _record(p, Move(t, BURN))
+def record_burn(p: Provenance, frm: str, t: int) -> tuple[Provenance, OwnerChange | None]:
+    return _record(p, Move(t, BURN, "", frm))
 
 
 def chain_wallets(p: Provenance) -> tuple[str, ...]:

@@ -319,7 +319,7 @@ def _transfer(
     nft: NftState, coll: CollectionState, event: Transfer, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     pay = event.payload
-    p, change = provenance.record_move(nft.provenance, pay.to, t)
+    p, change = provenance.record_move(nft.provenance, pay.from_, pay.to, t)
     health = _health(coll, change)
     tag = tx_tag(pay.tx_hash)
     if market_integrity.is_sale_leg(nft.market.window, pay.from_, pay.to, tag, t):
@@ -379,7 +379,7 @@ def _sale(
         event_id=event.event_id,
     )
     clean = 1.0 - market_integrity.capped(check.weight)
-    p, change = provenance.record_move(nft.provenance, buyer, t)
+    p, change = provenance.record_move(nft.provenance, seller, buyer, t)
     market, legs, i = market_integrity.add_sale(nft.market, replace(trade, w=check.weight), check)
     nft = replace(
         nft,
@@ -425,7 +425,7 @@ def _listing(
 def _burn(
     nft: NftState, coll: CollectionState, event: Burn, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
-    p, change = provenance.record_burn(nft.provenance, t)
+    p, change = provenance.record_burn(nft.provenance, event.payload.from_, t)
     return replace(nft, provenance=p), replace(coll, health=_health(coll, change))
 
 
