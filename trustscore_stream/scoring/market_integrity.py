@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
@@ -106,10 +107,16 @@ class Edge(Struct, frozen=True, array_like=True, gc=False):
     seller: str
     buyer: str
     token: str = ""  # the token sold (its NFT key is the collection's key + token)
+    n: int = 0  # sale_tag(event id): tells apart sales alike in everything else
 
 
-def edge_key(e: Edge) -> tuple[int, str, str, str]:
-    return e.t, e.seller, e.buyer, e.token
+def edge_key(e: Edge) -> tuple[int, str, str, str, int]:
+    return e.t, e.seller, e.buyer, e.token, e.n
+
+
+def sale_tag(event_id: str) -> int:
+    """A 32-bit tag of a sale's event id, linking its graph edge to its window trade."""
+    return zlib.crc32(event_id.encode())
 
 
 class PairMark(Struct, frozen=True, array_like=True, gc=False):

@@ -216,7 +216,14 @@ class _Siblings:
 def _sale_index(window: tuple[Trade, ...], e: Edge) -> int | None:
     for i in range(len(window) - 1, -1, -1):
         x = window[i]
-        if x.sale and x.t == e.t and x.frm == e.seller and x.to == e.buyer and x.eid:
+        if (
+            x.sale
+            and x.t == e.t
+            and x.frm == e.seller
+            and x.to == e.buyer
+            and x.eid
+            and market_integrity.sale_tag(x.eid) == e.n
+        ):
             return i
     return None
 
@@ -360,7 +367,7 @@ def _sale(
     )
     if seller in [x.frm for x in before]:
         before = [x for x in before if not market_integrity.is_leg_of(x, seller, buyer, tag, t)]
-    edge = Edge(t, seller, buyer, event.token_id)
+    edge = Edge(t, seller, buyer, event.token_id, market_integrity.sale_tag(event.event_id))
     graph = coll.market.graph
     graph_before = market_integrity.prefix_before(
         graph, market_integrity.edge_key(edge), market_integrity.edge_key
