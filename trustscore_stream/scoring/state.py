@@ -256,10 +256,13 @@ def _recheck(coll: CollectionState, nfts: _Siblings, indices: Iterable[int]) -> 
             event_id=trade.eid,
         )
         clean_delta = market_integrity.capped(trade.w) - market_integrity.capped(check.weight)
+        market = market_integrity.reweigh_sale(nft.market, i, check)
+        if market == nft.market:
+            continue  # the same result: nothing to write (nor to publish)
         nfts.put(
             replace(
                 nft,
-                market=market_integrity.reweigh_sale(nft.market, i, check),
+                market=market,
                 liquidity=liquidity.nft_reweigh_sale(nft.liquidity, clean_delta, e.t),
             )
         )
@@ -405,7 +408,21 @@ def _sale(
     graph = cm.graph
     later: list[int] = []
     if 0 <= j < len(graph) - 1:
-        later += range(j + 1, len(graph))  # a cross-token ring may now close later
+        # Sales after it (often just a tie in the same second): its own token's see a new
+        # trade; another token's can change only through a ring using this sale, which
+        # needs a path from their buyer to this seller and from this buyer to their seller.
+        seller_reached = seller in [e.buyer for e in graph]
+        buyer_leaves = buyer in [e.seller for e in graph]
+        token = event.token_id
+        later += [
+            k
+            for k in range(j + 1, len(graph))
+            if graph[k].token == token
+            or (
+                (seller_reached or graph[k].buyer == seller)
+                and (buyer_leaves or graph[k].seller == buyer)
+            )
+        ]
     elif i < len(market.window) - 1:
         later += _later_sales(graph, t, token=event.token_id, skip=j)
     if legs:
