@@ -422,8 +422,15 @@ def insert_sorted(
 ) -> tuple[tuple[T, ...], int]:
     """Put `item` in its event-time place (after equal keys); drop the oldest beyond `cap`.
     Returns the new tuple and the item's index in it (-1: it was the one dropped)."""
+    n = len(items)
+    if not n or not item.t < items[-1].t:  # at or after the newest second: mostly appended
+        k = key(item)
+        if not n or not k < key(items[-1]):  # type: ignore[operator]
+            if n >= cap:
+                return (*items[n + 1 - cap :], item), cap - 1
+            return (*items, item), n
     k = key(item)
-    i = len(items)
+    i = n
     while i > 0 and k < key(items[i - 1]):  # type: ignore[operator]
         i -= 1
     out = (*items[:i], item, *items[i:])

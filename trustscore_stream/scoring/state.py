@@ -193,16 +193,15 @@ def _health(coll: CollectionState, change: OwnerChange | None) -> HealthState:
 class _Siblings:
     """The other NFTs of one collection that re-checks touched, read lazily."""
 
+    __slots__ = ("_coll_id", "_states", "changed")
+
     def __init__(self, states: Mapping[str, State], coll_id: str) -> None:
         self._states = states
-        self._prefix = "nft:" + coll_id[len("collection:") :] + ":"
+        self._coll_id = coll_id
         self.changed: dict[str, NftState] = {}
 
-    def key(self, token: str) -> str:
-        return self._prefix + token
-
     def get(self, token: str) -> NftState | None:
-        key = self._prefix + token
+        key = "nft:" + self._coll_id[11:] + ":" + token  # 11 = len("collection:")
         found = self.changed.get(key)
         if found is not None:
             return found
@@ -281,10 +280,10 @@ def _later_sales(
     t0: int,
     *,
     token: str | None = None,
-    pair: str = "",
+    pair: tuple[str, str] | None = None,
     skip: int = -1,
 ) -> list[int]:
-    """Graph indices of sales at or after `t0` (of one token, or of one wallet pair)."""
+    """Graph indices of sales at or after `t0` (of one token, or between two wallets)."""
     if not graph or graph[-1].t < t0:
         return []  # the usual case: nothing later is known
     out: list[int] = []
@@ -294,7 +293,10 @@ def _later_sales(
             break
         if j == skip or (token is not None and e.token != token):
             continue
-        if pair and market_integrity.pair_key(e.seller, e.buyer) != pair:
+        if pair is not None and not (
+            (e.seller == pair[0] and e.buyer == pair[1])
+            or (e.seller == pair[1] and e.buyer == pair[0])
+        ):
             continue
         out.append(j)
     return out
@@ -344,7 +346,7 @@ def _transfer(
     graph = cm.graph
     later = _later_sales(graph, t, token=event.token_id)
     if pair:
-        later += _later_sales(graph, t, pair=pair)
+        later += _later_sales(graph, t, pair=(pay.from_, pay.to))
     if later:
         nfts.put(nft)
         coll = _recheck(coll, nfts, later)
@@ -429,7 +431,7 @@ def _sale(
         first = min(x.t for x in legs)
         later += _later_sales(graph, first, token=event.token_id, skip=j)
         if pair:
-            later += _later_sales(graph, first, pair=pair, skip=j)
+            later += _later_sales(graph, first, pair=(seller, buyer), skip=j)
     if later:
         nfts.put(nft)
         coll = _recheck(coll, nfts, later)
@@ -586,12 +588,16 @@ def apply(states: Mapping[str, State], event: Envelope) -> dict[str, State]:
         handler = _NFT_HANDLERS.get(type(event), _apply_nft_event)
         nfts = _Siblings(states, cid)
         new_nft, new_coll = handler(nft, coll, event, t, nfts)
-        return {**nfts.changed, nft.id: new_nft, cid: new_coll}
+        if nfts.changed:
+            return {**nfts.changed, nft.id: new_nft, cid: new_coll}
+        return {nft.id: new_nft, cid: new_coll}
     if isinstance(event, MarketData | CollectionVerified):
         coll = _get(states, event.entity, CollectionState)
         nfts = _Siblings(states, coll.id)
         new_coll = _apply_collection_event(coll, event, t, nfts)
-        return {**nfts.changed, coll.id: new_coll}
+        if nfts.changed:
+            return {**nfts.changed, coll.id: new_coll}
+        return {coll.id: new_coll}
     if isinstance(event, FraudFinding | SocialSignal):
         key = event.entity
         kind = _entity_kind(key)
