@@ -35,8 +35,9 @@ What the stream layer persists per key: the encoded NftState / CollectionState /
 (≈0.4 KB for a fresh NFT, ≤ ~10 KB for a busy one, ≤ ~40 KB per collection; all bounded),
 plus its own dedup memory of event ids (apply counts every event it is given) and, where it
 replicates them, the WalletSummary of creators and flagged wallets. Cost (bench/model.py,
-docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event, score_nft ≈ 22 µs when a
-checkpoint scores several NFTs of a collection at one `now` (≈ 38 µs alone).
+docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event in model 1, ≈ 1.4× that in
+model 2 (order independence), score_nft ≈ 22 µs when a checkpoint scores several NFTs of a
+collection at one `now` (≈ 38 µs alone).
 
 Reads memoise collection-level factor parts per (collection state object, `now`): states are
 immutable values, and nothing may mutate their dicts in place.
