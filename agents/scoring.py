@@ -27,10 +27,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import orjson
 from faust.types import EventT
@@ -46,13 +47,13 @@ from trustscore_stream.scoring import (
     CollectionState,
     NftState,
     ScoreResult,
+    State,
     WalletState,
     WalletSummary,
     apply,
     apply_report,
     chain_wallets,
     creator_of,
-    keys_for,
     score_collection,
     score_nft,
     score_wallet,
@@ -149,6 +150,38 @@ def chain_replicas(state_of: PartitionState, nft: NftState) -> dict[str, WalletS
             if summary is not None:
                 found[wallet] = summary
     return found or None
+
+
+class _StateView(Mapping[str, State]):
+    """The partition's states as `apply` reads them: the keys of `keys_for`, and the other
+    NFTs of the same collection a late event re-checks (scoring/state.py). Remembers what it
+    read, to keep their published versions."""
+
+    __slots__ = ("_of", "found")
+
+    def __init__(self, state_of: PartitionState) -> None:
+        self._of = state_of
+        self.found: dict[str, Stored] = {}
+
+    def __getitem__(self, key: str) -> State:
+        stored = self._of.get(key)
+        if stored is None:
+            raise KeyError(key)
+        self.found[key] = stored
+        return stored.state
+
+    def get(self, key: str, default: object = None) -> Any:
+        stored = self._of.get(key)
+        if stored is None:
+            return default
+        self.found[key] = stored
+        return stored.state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.found)  # `apply` only looks keys up
+
+    def __len__(self) -> int:
+        return len(self.found)
 
 
 def score_stored(key: str, stored: Stored, state_of: PartitionState, now: datetime) -> ScoreResult:
@@ -277,14 +310,9 @@ class ScoringEngine:
                 occurred = event.occurred_at.timestamp()
                 from_event.add(now_s - occurred)
                 from_ingest.add(now_s - item.ingested_at)
-                found: dict[str, Stored] = {}
-                current = {}
-                for key in keys_for(event):
-                    stored = state_of.get(key)
-                    if stored is not None:
-                        found[key] = stored
-                        current[key] = stored.state
-                changed = apply(current, event)
+                view = _StateView(state_of)
+                found = view.found
+                changed = apply(view, event)
                 for key, state in changed.items():
                     previous = found.get(key)
                     if previous is None:

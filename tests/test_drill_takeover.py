@@ -11,8 +11,8 @@ re-reading the uncheckpointed input. Checked afterwards:
 - the newest stored version of every entity is the one the API serves (the new owner
   continues the numbering of what the killed worker published after its last checkpoint,
   agents/score_versions.py; before that fix this failed in 4 of 9 runs).
-The run also prints which NFTs answer unlike the replay: scores depend on arrival timing
-(an open finding, docs/reliability.md).
+The run also prints which entities answer unlike the replay: none since model 2 made the
+fold independent of arrival order (docs/reliability.md, finding 2; docs/scoring.md §7).
 """
 
 from __future__ import annotations
@@ -214,8 +214,9 @@ async def takeover(
 
 def test_collections_score_like_a_single_worker_replay(takeover: Outcome) -> None:
     """Collections count every mint of their NFTs and carry their level: a lost or
-    double-folded mint shows. Scores and factor values are printed, not compared: they
-    depend on arrival timing even without a crash (docs/reliability.md, open finding)."""
+    double-folded mint shows. Scores and factor values are printed, not compared: both
+    stacks are read at their own wall-clock time, so decay can differ at a rounding boundary
+    (docs/reliability.md, finding 2)."""
     for entity, got in takeover.after.items():
         if entity.startswith("collection:"):
             want = takeover.replay[entity]

@@ -63,7 +63,7 @@ from trustscore_stream.scoring import (
 from trustscore_stream.scoring.model import Cap, FactorValue
 from trustscore_stream.traffic import Market, TrafficGenerator
 
-GOLDEN = Path(__file__).parent / "golden" / "model_v1.json"
+GOLDEN = Path(__file__).parent / "golden" / "model_v2.json"
 START = datetime(2026, 11, 1, tzinfo=UTC)
 BENCH_MARKET = Market(collections=100, nfts=10_000, wallets=5_000, seed=1)
 # Few collections, many wallets: holder books and pair memories overflow their caps.

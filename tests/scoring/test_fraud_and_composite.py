@@ -201,7 +201,7 @@ def test_contract_shape_and_factors_changed() -> None:
     states = fold(_healthy())
     result = nft_score(states, NOW, token="3")
     doc = result.to_contract()
-    assert doc["model_version"] == "1"
+    assert doc["model_version"] == "2"
     factors = doc["factors"]
     assert isinstance(factors, dict)
     assert set(factors) == set(FACTOR_IDS)

@@ -45,7 +45,9 @@ def test_nft_state_size() -> None:
     busier = _nft_after(200)
     print(f"\nNFT state: fresh {fresh} B, after 40 trades {busy} B, after 200 trades {busier} B")
     assert fresh < 600
-    assert busy < 6_500
+    # ~9.5 KB: each kept sale carries its event id, weight and currency (re-checks of late
+    # events need them) and custody keeps its last ownership events in order (§7).
+    assert busy < 10_000
     assert busier <= busy + 200  # bounded: the window is full, nothing else grows
 
 

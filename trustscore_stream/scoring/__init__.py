@@ -8,11 +8,13 @@ State (frozen msgspec structs, one per key; `encode_state` / `decode_state` give
     WalletState      key `wallet:…`      findings, sentiment, creator's collection reports
 
 Folding events:
-    keys_for(event) -> tuple[str, ...]                     keys an event reads and writes
+    keys_for(event) -> tuple[str, ...]                     keys an event always reads and writes
     apply(states: Mapping[str, State], event) -> dict[str, State]
         new states of the touched keys (an NFT event touches the NFT and its collection,
-        which share a partition); nothing is mutated
-    apply_all(states, events) -> dict[str, State]          a left fold: batch-split invariant
+        which share a partition; a late one may also re-check sales of other NFTs of the
+        collection, which it reads from `states` and returns); nothing is mutated
+    apply_all(states, events) -> dict[str, State]          a left fold: batch-split invariant,
+        and (within the ordering horizons) order-independent: docs/scoring.md §7
 
 Reading:
     score_nft(nft, collection, creator_summary, now, *, wallets=None) -> ScoreResult
@@ -30,11 +32,12 @@ Cross-partition (wallet keys live elsewhere):
     apply_report(wallet_state | None, wallet_id, report) -> WalletState
 
 What the stream layer persists per key: the encoded NftState / CollectionState / WalletState
-(≈0.3 KB for a fresh NFT, ≤ ~6 KB for a busy one, ≤ ~35 KB per collection; all bounded),
+(≈0.4 KB for a fresh NFT, ≤ ~10 KB for a busy one, ≤ ~40 KB per collection; all bounded),
 plus its own dedup memory of event ids (apply counts every event it is given) and, where it
 replicates them, the WalletSummary of creators and flagged wallets. Cost (bench/model.py,
-docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event, score_nft ≈ 22 µs when a
-checkpoint scores several NFTs of a collection at one `now` (≈ 38 µs alone).
+docs/benchmarks.md "Pure model cost"): apply ≈ 14 µs per event in model 1, ≈ 1.4× that in
+model 2 (order independence), score_nft ≈ 22 µs when a checkpoint scores several NFTs of a
+collection at one `now` (≈ 38 µs alone).
 
 Reads memoise collection-level factor parts per (collection state object, `now`): states are
 immutable values, and nothing may mutate their dicts in place.

@@ -127,6 +127,48 @@ def record_floor(fs: FloorStats, floor: float, cur: str, t: int) -> FloorStats:
     )
 
 
+# Floor observations kept in event-time order (the ordering horizon, docs/scoring.md §7): a
+# late one is put in its place and the statistics recomputed; older ones are settled.
+FLOOR_POINTS = 8
+
+
+class FloorPoint(Struct, frozen=True, array_like=True, gc=False):
+    t: int
+    floor: float
+    currency: str
+
+
+def _point_key(p: FloorPoint) -> tuple[int, float, str]:
+    return p.t, p.floor, p.currency
+
+
+def record_floor_point(
+    fs: FloorStats, settled: FloorStats | None, points: tuple[FloorPoint, ...], point: FloorPoint
+) -> tuple[FloorStats, FloorStats, tuple[FloorPoint, ...]]:
+    """Put a floor observation in its event-time place. Returns (statistics over every
+    observation, the settled part, the kept points); the statistics are the settled part
+    with the kept points folded in order, so they do not depend on the arrival order."""
+    if settled is None:
+        settled = fs if not points else FloorStats()
+    key = _point_key(point)
+    if not points or key >= _point_key(points[-1]):
+        points = (*points, point)
+        fs = record_floor(fs if len(points) > 1 else settled, point.floor, point.currency, point.t)
+    else:
+        i = len(points)
+        while i > 0 and key < _point_key(points[i - 1]):
+            i -= 1
+        points = (*points[:i], point, *points[i:])
+        fs = settled
+        for x in points:
+            fs = record_floor(fs, x.floor, x.currency, x.t)
+    if len(points) > FLOOR_POINTS:
+        first = points[0]
+        settled = record_floor(settled, first.floor, first.currency, first.t)
+        points = points[1:]
+    return fs, settled, points
+
+
 def volatility(fs: FloorStats) -> float:
     if fs.weight <= 0:
         return 0.0
@@ -143,12 +185,30 @@ class HealthState(
         "floor": "f",
         "audit": "a",
         "reported_holders": "rh",
+        "holders_at": "ht",
+        "floor_points": "fp",
+        "floor_settled": "fz",
     },
 ):
     book: HolderBook = HolderBook()
     floor: FloorStats = FloorStats()
     audit: float | None = None
-    reported_holders: int | None = None
+    reported_holders: int | None = None  # the latest market_data `holders` (by event time)
+    holders_at: int | None = None
+    floor_points: tuple[FloorPoint, ...] = ()  # the last FLOOR_POINTS floors, by event time
+    floor_settled: FloorStats | None = None  # `floor` before them
+
+
+def floor_at(state: HealthState, t: int) -> tuple[float, str, int] | None:
+    """The latest floor observation before the second `t`, as (floor, currency, time): a quote
+    in the same second as a sale is not known to precede it."""
+    for p in reversed(state.floor_points):
+        if p.t < t:
+            return p.floor, p.currency, p.t
+    known = state.floor_settled if state.floor_points else state.floor
+    if known is not None and known.observations and known.t < t:
+        return known.floor, known.currency, known.t
+    return None
 
 
 def value(state: HealthState, now: int) -> FactorValue:

@@ -69,16 +69,25 @@ ZERO = Decayed()
 
 
 def add(d: Decayed, amount: float, t: int, half_life: float) -> Decayed:
-    """Add `amount` at time `t`; order-independent because decayed sums are linear."""
+    """Add `amount` at time `t`; order-independent because decayed sums are linear.
+
+    The reference time becomes the latest time ever added, also for an amount of 0: so it is
+    the same for any order of the same additions (a re-check may turn an amount into 0 after
+    the fact), and so is a read at a `now` before it, which decays nothing."""
     if amount == 0:
-        return d
+        if t <= d.t:
+            return d
+        return Decayed(d.v * decay(t - d.t, half_life), t)
     if t >= d.t:
         return Decayed(d.v * decay(t - d.t, half_life) + amount, t)
     return Decayed(d.v + amount * decay(d.t - t, half_life), d.t)
 
 
 def at(d: Decayed, now: int, half_life: float) -> float:
-    return d.v * decay(now - d.t, half_life)
+    """The sum at `now`; never below 0 (the model adds non-negative amounts, and a re-check
+    that takes one back may leave a float residue of −1e-17, which would print as -0.0)."""
+    v = d.v * decay(now - d.t, half_life)
+    return v if v > 0.0 else 0.0
 
 
 def money(value: str | None) -> float:

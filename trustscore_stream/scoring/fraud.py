@@ -2,7 +2,8 @@
 
 Findings are kept per entity state, one record per finding kind (the entity is the state's own
 key, so the key is `(finding, entity)`), last writer by `occurred_at` wins: a later
-`resolved: true` cancels a finding and a late-arriving older report cannot revive it.
+`resolved: true` cancels a finding and a late-arriving older report cannot revive it
+(ties in time: the larger event id wins).
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ class Scoped(NamedTuple):
 def update(
     findings: Mapping[str, FindingRecord], payload: FraudFindingPayload, t: int, event_id: str
 ) -> Findings:
-    """Upsert a finding (last writer by event time wins; ties go to the later arrival)."""
+    """Upsert a finding (last writer by event time wins; ties go to the larger event id, so
+    the arrival order never decides)."""
     old = findings.get(payload.finding)
-    if old is not None and t < old.t:
+    if old is not None and (t, event_id) < (old.t, old.event_id):
         return dict(findings)
     new = dict(findings)
     new[payload.finding] = FindingRecord(

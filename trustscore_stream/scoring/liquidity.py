@@ -31,6 +31,33 @@ NFT_CONFIDENCE_SCALE = 2.0
 NFT_SALES_SCALE = 1.0
 
 
+# Market aggregates kept in event-time order (the ordering horizon, docs/scoring.md §7): a late
+# one is put in its place and the EMAs recomputed; older ones are settled.
+MD_POINTS = 8
+
+
+class MarketPoint(Struct, frozen=True, array_like=True, gc=False):
+    t: int
+    sales: float | None
+    volume: float | None
+
+
+def _point_key(p: MarketPoint) -> tuple[int, float, float]:
+    return (
+        p.t,
+        -1.0 if p.sales is None else p.sales,
+        -1.0 if p.volume is None else p.volume,
+    )
+
+
+class MarketEma(Struct, frozen=True, array_like=True, gc=False):
+    """The aggregates' EMAs after a prefix of them, folded in event-time order."""
+
+    sales: float | None = None
+    volume: float | None = None
+    t: int = 0
+
+
 class CollectionLiquidity(Struct, frozen=True, array_like=True, gc=False):
     sales: Decayed = ZERO  # wash-discounted
     listings: Decayed = ZERO
@@ -40,6 +67,8 @@ class CollectionLiquidity(Struct, frozen=True, array_like=True, gc=False):
     n_sales: int = 0
     n_listings: int = 0
     n_md: int = 0
+    md_points: tuple[MarketPoint, ...] = ()  # the last MD_POINTS aggregates, by event time
+    md_settled: MarketEma | None = None  # the EMAs before them
 
 
 class NftLiquidity(Struct, frozen=True, array_like=True, gc=False):
@@ -64,6 +93,13 @@ def record_sale(state: CollectionLiquidity, weight: float, t: int) -> Collection
     )
 
 
+def reweigh_sale(state: CollectionLiquidity, delta: float, t: int) -> CollectionLiquidity:
+    """A re-check changed a sale's clean weight by `delta` (decayed sums are linear)."""
+    if not delta:
+        return state
+    return replace(state, sales=add(state.sales, delta, t, LIQ_HALF_LIFE))
+
+
 def record_listing(state: CollectionLiquidity, t: int) -> CollectionLiquidity:
     return replace(
         state,
@@ -72,19 +108,46 @@ def record_listing(state: CollectionLiquidity, t: int) -> CollectionLiquidity:
     )
 
 
+def _ema_step(m: MarketEma, p: MarketPoint) -> MarketEma:
+    dt = p.t - m.t  # < 0 only for a point older than the settled part: it weighs nothing
+    return MarketEma(_ema(m.sales, p.sales, dt), _ema(m.volume, p.volume, dt), max(p.t, m.t))
+
+
 def record_market_data(
     state: CollectionLiquidity, sales_24h: int | None, volume_24h: float | None, t: int
 ) -> CollectionLiquidity:
-    if state.n_md and t < state.md_t:
-        # Late aggregate: a newer one is already folded in.
-        return replace(state, n_md=state.n_md + 1)
-    dt = t - state.md_t
+    """Put an aggregate in its event-time place; the EMAs are the settled part with the kept
+    aggregates folded in order, so they do not depend on the arrival order."""
+    point = MarketPoint(t, None if sales_24h is None else float(sales_24h), volume_24h)
+    points = state.md_points
+    current = MarketEma(state.md_sales, state.md_volume, state.md_t)
+    if state.md_settled is not None or points:
+        settled = state.md_settled if state.md_settled is not None else MarketEma()
+    else:
+        settled = current  # nothing kept yet: what is known so far is settled
+    key = _point_key(point)
+    if not points or key >= _point_key(points[-1]):
+        points = (*points, point)
+        ema = _ema_step(current if len(points) > 1 else settled, point)
+    else:
+        i = len(points)
+        while i > 0 and key < _point_key(points[i - 1]):
+            i -= 1
+        points = (*points[:i], point, *points[i:])
+        ema = settled
+        for x in points:
+            ema = _ema_step(ema, x)
+    if len(points) > MD_POINTS:
+        settled = _ema_step(settled, points[0])
+        points = points[1:]
     return replace(
         state,
-        md_sales=_ema(state.md_sales, None if sales_24h is None else float(sales_24h), dt),
-        md_volume=_ema(state.md_volume, volume_24h, dt),
-        md_t=t,
+        md_sales=ema.sales,
+        md_volume=ema.volume,
+        md_t=ema.t,
         n_md=state.n_md + 1,
+        md_points=points,
+        md_settled=settled,
     )
 
 
@@ -92,6 +155,12 @@ def nft_record_sale(state: NftLiquidity, weight: float, t: int) -> NftLiquidity:
     return replace(
         state, sales=add(state.sales, weight, t, NFT_SALES_HALF_LIFE), n_sales=state.n_sales + 1
     )
+
+
+def nft_reweigh_sale(state: NftLiquidity, delta: float, t: int) -> NftLiquidity:
+    if not delta:
+        return state
+    return replace(state, sales=add(state.sales, delta, t, NFT_SALES_HALF_LIFE))
 
 
 def nft_record_listing(state: NftLiquidity, t: int) -> NftLiquidity:

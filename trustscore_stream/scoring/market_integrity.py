@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import NamedTuple, Protocol, TypeVar
 
 from msgspec import Struct
+from msgspec.structs import replace
 
-from trustscore_stream.scoring.collection_health import FloorStats
 from trustscore_stream.scoring.common import (
     DAY,
     ZERO,
@@ -84,6 +86,14 @@ class Trade(Struct, frozen=True, array_like=True, gc=False):
     to: str
     price: float = 0.0
     tag: str = ""  # short tx tag, to recognise a sale's transfer leg
+    w: float = 0.0  # a sale's incident weight (sum of its detectors), as last checked
+    cur: str = ""  # a sale's currency
+    eid: str = ""  # a sale's event id: its incidents name it; "" for transfers
+
+
+def trade_key(x: Trade) -> tuple[int, bool, str, str, float, str, str]:
+    """Event-time order of the window; ties by content, never by arrival."""
+    return x.t, x.sale, x.frm, x.to, x.price, x.tag, x.eid
 
 
 class Incident(Struct, frozen=True, array_like=True, gc=False):
@@ -96,11 +106,41 @@ class Edge(Struct, frozen=True, array_like=True, gc=False):
     t: int
     seller: str
     buyer: str
+    token: str = ""  # the token sold (its NFT key is the collection's key + token)
+    n: int = 0  # sale_tag(event id): tells apart sales alike in everything else
+
+
+def edge_key(e: Edge) -> tuple[int, str, str, str, int]:
+    return e.t, e.seller, e.buyer, e.token, e.n
+
+
+def sale_tag(event_id: str) -> int:
+    """A 32-bit tag of a sale's event id, linking its graph edge to its window trade."""
+    return zlib.crc32(event_id.encode())
 
 
 class PairMark(Struct, frozen=True, array_like=True, gc=False):
+    """The two earliest free transfers between a pair (t2 < 0: only one): if a sale shows
+    the earliest to be its own leg, the second still says the pair funded itself."""
+
     t: int
     tag: str
+    t2: int = -1
+    tag2: str = ""
+
+    def marks(self) -> tuple[tuple[int, str], ...]:
+        if self.t2 < 0:
+            return ((self.t, self.tag),)
+        return (self.t, self.tag), (self.t2, self.tag2)
+
+
+def _pair_mark(marks: list[tuple[int, str]]) -> PairMark | None:
+    marks = sorted(set(marks))[:2]
+    if not marks:
+        return None
+    if len(marks) == 1:
+        return PairMark(marks[0][0], marks[0][1])
+    return PairMark(marks[0][0], marks[0][1], marks[1][0], marks[1][1])
 
 
 class _Timed(Protocol):
@@ -161,21 +201,40 @@ def pair_key(a: str, b: str) -> str:
 
 class SaleCheck(NamedTuple):
     incidents: tuple[Incident, ...]
-    leg_index: int | None  # window index of this sale's transfer leg, if it came first
-    pair_was_leg: bool  # the pair memory entry was this sale's own leg
-    pair: str = ""  # pair_key(seller, buyer), when the pair memory was consulted
+    weight: float  # the sum of their weights (uncapped: the NFT's suspicion adds it all)
 
 
-def _leg_index(window: tuple[Trade, ...], seller: str, buyer: str, tag: str, t: int) -> int | None:
-    if seller not in [e.frm for e in window]:  # cheap pre-check: mostly nothing to find
-        return None
-    for i in range(len(window) - 1, -1, -1):
-        e = window[i]
-        if e.sale or e.frm != seller or e.to != buyer:
-            continue
-        if (tag and e.tag == tag) or abs(e.t - t) <= LEG_SECONDS:
-            return i
-    return None
+# A floor observation as a sale sees it: (floor, currency, time).
+FloorRef = tuple[float, str, int]
+
+
+def is_leg_of(x: Trade, frm: str, to: str, tag: str, t: int) -> bool:
+    """Whether transfer `x` is the on-chain leg of a sale frm → to at t with tx tag `tag`."""
+    return (
+        not x.sale
+        and x.frm == frm
+        and x.to == to
+        and ((tag != "" and x.tag == tag) or abs(x.t - t) <= LEG_SECONDS)
+    )
+
+
+def is_sale_leg(window: tuple[Trade, ...], frm: str, to: str, tag: str, t: int) -> bool:
+    """Whether a transfer is the leg of a sale already in the window (either may come first)."""
+    if to not in [x.to for x in window]:  # C-level: mostly nothing to find
+        return False
+    for x in window:
+        if (
+            x.sale
+            and x.frm == frm
+            and x.to == to
+            and ((tag != "" and x.tag == tag) or abs(x.t - t) <= LEG_SECONDS)
+        ):
+            return True
+    return False
+
+
+def _own_leg(mark_t: int, mark_tag: str, tag: str, t: int) -> bool:
+    return (tag != "" and mark_tag == tag) or abs(mark_t - t) <= LEG_SECONDS
 
 
 def _dedupe(wallets: list[str]) -> list[str]:
@@ -252,9 +311,10 @@ def _ring_text(wallets: list[str], span: int, event_id: str, across: bool) -> st
 
 
 def check_sale(
-    nft: NftMarket,
-    coll: CollectionMarket,
-    floor: FloorStats,
+    before: Sequence[Trade],
+    graph: Sequence[Edge],
+    pairs: dict[str, PairMark],
+    floor: FloorRef | None,
     *,
     seller: str,
     buyer: str,
@@ -264,64 +324,69 @@ def check_sale(
     t: int,
     event_id: str,
 ) -> SaleCheck:
-    """Run every detector on one sale against the state before it."""
+    """Run every detector on one sale against what came before it in event time: `before`,
+    the token's trades before it; `graph`, the collection's sales before it; `floor`, the
+    latest floor observation at or before it. The same inputs give the same result in
+    whatever order the events arrived."""
     found: list[Incident] = []
-    senders = [e.frm for e in nft.window]  # the scans below need one of these to match
-    leg = _leg_index(nft.window, seller, buyer, tag, t) if seller in senders else None
+    window = before if isinstance(before, tuple) else tuple(before)
     looped = False
     if seller == buyer:
         found.append(Incident(t, W_SELF, f"self-trade by {seller} (event {event_id})"))
         looped = True
     else:
-        cycle = token_cycle(nft.window, leg, seller, buyer, t) if buyer in senders else None
+        cycle = token_cycle(window, None, seller, buyer, t)
         if cycle is not None:
             wallets, span = cycle
             weight = W_ROUND_TRIP if len(wallets) == 2 else W_RING
             found.append(Incident(t, weight, _ring_text(wallets, span, event_id, across=False)))
             looped = True
         else:
-            cycle = graph_cycle(coll.graph, seller, buyer, t)
+            cycle = graph_cycle(
+                graph if isinstance(graph, tuple) else tuple(graph), seller, buyer, t
+            )
             if cycle is not None:
                 wallets, span = cycle
                 found.append(Incident(t, W_RING, _ring_text(wallets, span, event_id, across=True)))
                 looped = True
-    pair_was_leg = False
-    pair = ""
     if seller != buyer:
-        pair = pair_key(seller, buyer)
-        mark = coll.pairs.get(pair)
+        mark = pairs.get(pair_key(seller, buyer))
         if mark is not None:
-            if (tag and mark.tag == tag) or abs(mark.t - t) <= LEG_SECONDS:
-                pair_was_leg = True
-            elif mark.t <= t:
-                found.append(
-                    Incident(
-                        t,
-                        W_FUNDED,
-                        "sale between wallets that transferred NFTs to each other without a "
-                        f"sale: {seller}, {buyer} (event {event_id})",
+            for mark_t, mark_tag in mark.marks():
+                if _own_leg(mark_t, mark_tag, tag, t):
+                    continue  # this sale's own leg (of any token): not funding
+                if mark_t <= t:
+                    found.append(
+                        Incident(
+                            t,
+                            W_FUNDED,
+                            "sale between wallets that transferred NFTs to each other without "
+                            f"a sale: {seller}, {buyer} (event {event_id})",
+                        )
                     )
+                break
+    if floor is not None:
+        floor_price, floor_currency, floor_t = floor
+        if (
+            price > 0
+            and floor_price > 0
+            and currency
+            and currency == floor_currency
+            and t - floor_t <= FLOOR_MAX_AGE
+            and price >= FAR_ABOVE_FLOOR * floor_price
+        ):
+            found.append(
+                Incident(
+                    t,
+                    W_ABOVE_FLOOR,
+                    f"sale at {price / floor_price:.1f}x the collection floor "
+                    f"({price:g} vs {floor_price:g} {currency}) (event {event_id})",
                 )
-    if (
-        price > 0
-        and floor.floor > 0
-        and currency
-        and currency == floor.currency
-        and abs(t - floor.t) <= FLOOR_MAX_AGE
-        and price >= FAR_ABOVE_FLOOR * floor.floor
-    ):
-        found.append(
-            Incident(
-                t,
-                W_ABOVE_FLOOR,
-                f"sale at {price / floor.floor:.1f}x the collection floor "
-                f"({price:g} vs {floor.floor:g} {currency}) (event {event_id})",
             )
-        )
-    if not looped and seller in [e.to for e in nft.window]:
-        for i in range(len(nft.window) - 1, -1, -1):
-            e = nft.window[i]
-            if i == leg or e.to != seller or e.t > t:
+    if not looped:
+        for i in range(len(window) - 1, -1, -1):
+            e = window[i]
+            if e.to != seller:
                 continue
             if t - e.t <= FLIP_SECONDS:
                 found.append(
@@ -333,7 +398,12 @@ def check_sale(
                     )
                 )
             break
-    return SaleCheck(tuple(found), leg, pair_was_leg, pair)
+    return SaleCheck(tuple(found), sum((i.weight for i in found), 0.0))
+
+
+def capped(weight: float) -> float:
+    """How much of one sale counts as a wash trade (0–1)."""
+    return min(1.0, weight) if weight else 0.0
 
 
 def flagged_mass(incidents: tuple[Incident, ...]) -> float:
@@ -343,118 +413,192 @@ def flagged_mass(incidents: tuple[Incident, ...]) -> float:
     return min(1.0, sum(i.weight for i in incidents))
 
 
+K = TypeVar("K")
 _time_of = attrgetter("t")
 
 
-def _trim(items: list[T], cap: int) -> tuple[T, ...]:
-    """Keep items within WINDOW_SECONDS of the newest one, then the last `cap` of them."""
-    times = list(map(_time_of, items))
-    newest = max(times)
-    if newest - min(times) > WINDOW_SECONDS:
-        items = [e for e, te in zip(items, times, strict=True) if newest - te <= WINDOW_SECONDS]
-    return tuple(items[-cap:])
+def insert_sorted(
+    items: tuple[T, ...], item: T, key: Callable[[T], K], cap: int
+) -> tuple[tuple[T, ...], int]:
+    """Put `item` in its event-time place (after equal keys); drop the oldest beyond `cap`.
+    Returns the new tuple and the item's index in it (-1: it was the one dropped)."""
+    n = len(items)
+    if not n or not item.t < items[-1].t:  # at or after the newest second: mostly appended
+        k = key(item)
+        if not n or not k < key(items[-1]):  # type: ignore[operator]
+            if n >= cap:
+                return (*items[n + 1 - cap :], item), cap - 1
+            return (*items, item), n
+    k = key(item)
+    i = n
+    while i > 0 and k < key(items[i - 1]):  # type: ignore[operator]
+        i -= 1
+    out = (*items[:i], item, *items[i:])
+    if len(out) > cap:
+        drop = len(out) - cap
+        return out[drop:], i - drop
+    return out, i
 
 
-def _append(items: tuple[T, ...], new: T, cap: int) -> tuple[T, ...]:
-    """_trim([*items, new], cap), without building the list when nothing is too old."""
-    if not items:
-        return (new,)
-    times = list(map(_time_of, items))
-    newest = max(times)
-    oldest = min(times)
-    if new.t > newest:
-        newest = new.t
-    if new.t < oldest:
-        oldest = new.t
-    if newest - oldest > WINDOW_SECONDS:
-        return _trim([*items, new], cap)
-    if len(items) >= cap:
-        return (*items[len(items) + 1 - cap :], new)
-    return (*items, new)
+def prefix_before(items: tuple[T, ...], k: K, key: Callable[[T], K]) -> tuple[T, ...]:
+    """The items whose key is below `k` (items sorted by `key`): a scan from the end, so a
+    key at or after the last item (the usual case) costs one comparison."""
+    i = len(items)
+    while i > 0 and not key(items[i - 1]) < k:  # type: ignore[operator]
+        i -= 1
+    return items if i == len(items) else items[:i]
 
 
-def _last(old: tuple[Incident, ...], new: tuple[Incident, ...]) -> tuple[Incident, ...]:
-    if not new and len(old) <= MAX_INCIDENTS:
+def _event_of(incident: Incident) -> str:
+    return incident.text.rpartition("(event ")[2]
+
+
+def _incident_key(incident: Incident) -> tuple[int, str]:
+    return incident.t, _event_of(incident)
+
+
+def merge_incidents(
+    old: tuple[Incident, ...], new: tuple[Incident, ...], replaces: str = ""
+) -> tuple[Incident, ...]:
+    """The latest MAX_INCIDENTS by (time, event); `replaces`: the event id whose incidents
+    `new` supersede (a re-check). A sale's own incidents keep their detector order."""
+    if not new and not replaces and len(old) <= MAX_INCIDENTS:
         return old
-    return (*old, *new)[-MAX_INCIDENTS:]
+    kept = list(old)
+    if replaces:
+        suffix = f"(event {replaces})"
+        kept = [i for i in kept if not i.text.endswith(suffix)]
+    if not new and len(kept) == len(old):
+        return old
+    kept.extend(new)
+    kept.sort(key=_incident_key)
+    return tuple(kept[-MAX_INCIDENTS:])
 
 
-def record_trade(
-    state: NftMarket,
-    trade: Trade,
-    incidents: tuple[Incident, ...] = (),
-    replace_index: int | None = None,
-) -> NftMarket:
-    """Add a trade to the NFT window (or upgrade its transfer leg into the sale)."""
-    if replace_index is not None and 0 <= replace_index < len(state.window):
-        window = list(state.window)
-        window[replace_index] = trade
-        trimmed = _trim(window, WINDOW_TRADES)
-    else:
-        trimmed = _append(state.window, trade, WINDOW_TRADES)
-    suspicion = state.suspicion
-    if incidents:
-        suspicion = add(suspicion, sum(i.weight for i in incidents), trade.t, SUSPICION_HALF_LIFE)
-    return NftMarket(
-        window=trimmed,
-        sales=state.sales + (1 if trade.sale else 0),
-        transfers=state.transfers + (0 if trade.sale else 1),
-        suspicion=suspicion,
-        incidents=_last(state.incidents, incidents),
+def add_transfer(state: NftMarket, trade: Trade) -> tuple[NftMarket, int]:
+    """A free transfer (not a sale's leg) joins the window; returns its index."""
+    window, i = insert_sorted(state.window, trade, trade_key, WINDOW_TRADES)
+    return replace(state, window=window, transfers=state.transfers + 1), i
+
+
+def add_sale(
+    state: NftMarket, trade: Trade, check: SaleCheck
+) -> tuple[NftMarket, tuple[Trade, ...], int]:
+    """A sale joins the window and replaces its legs (transfers of the same wallets with the
+    same tx tag or within LEG_SECONDS: a leg never counts as a transfer, whichever came
+    first). Returns the new state, the legs removed and the sale's index."""
+    window = state.window
+    legs: tuple[Trade, ...] = ()
+    if trade.frm in [x.frm for x in window]:  # C-level: mostly nothing to find
+        legs = tuple(x for x in window if is_leg_of(x, trade.frm, trade.to, trade.tag, trade.t))
+    if legs:
+        window = tuple(x for x in window if x not in legs)
+    window, i = insert_sorted(window, trade, trade_key, WINDOW_TRADES)
+    # Every sale moves the reference time, flagged or not (see `common.add`).
+    suspicion = add(state.suspicion, check.weight, trade.t, SUSPICION_HALF_LIFE)
+    return (
+        NftMarket(
+            window=window,
+            sales=state.sales + 1,
+            transfers=state.transfers - len(legs),
+            suspicion=suspicion,
+            incidents=merge_incidents(state.incidents, check.incidents),
+        ),
+        legs,
+        i,
     )
 
 
-def record_collection_sale(
-    state: CollectionMarket,
-    edge: Edge,
-    incidents: tuple[Incident, ...],
-    forget_pair: bool,
-    pair: str = "",
+def reweigh_sale(state: NftMarket, index: int, check: SaleCheck) -> NftMarket:
+    """A re-check of the sale at `index` found `check`: swap its weight and incidents."""
+    trade = state.window[index]
+    window = list(state.window)
+    window[index] = replace(trade, w=check.weight)
+    suspicion = state.suspicion
+    if check.weight != trade.w:
+        suspicion = add(suspicion, check.weight - trade.w, trade.t, SUSPICION_HALF_LIFE)
+    return replace(
+        state,
+        window=tuple(window),
+        suspicion=suspicion,
+        incidents=merge_incidents(state.incidents, check.incidents, trade.eid),
+    )
+
+
+def add_collection_sale(
+    state: CollectionMarket, edge: Edge, check: SaleCheck, event_id: str
+) -> tuple[CollectionMarket, int]:
+    graph, i = insert_sorted(state.graph, edge, edge_key, GRAPH_SALES)
+    return (
+        CollectionMarket(
+            graph=graph,
+            pairs=state.pairs,
+            sales=add(state.sales, 1.0, edge.t, RATIO_HALF_LIFE),
+            flagged=add(state.flagged, capped(check.weight), edge.t, RATIO_HALF_LIFE),
+            n_sales=state.n_sales + 1,
+            incidents=merge_incidents(state.incidents, check.incidents),
+        ),
+        i,
+    )
+
+
+def reweigh_collection_sale(
+    state: CollectionMarket, t: int, old: float, check: SaleCheck, event_id: str
 ) -> CollectionMarket:
-    """`pair`: pair_key(edge.seller, edge.buyer) if the caller has it already."""
-    pairs = state.pairs
-    if forget_pair:  # the remembered "free" transfer was this sale's own leg
-        pairs = dict(pairs)
-        pairs.pop(pair or pair_key(edge.seller, edge.buyer), None)
-    return CollectionMarket(
-        graph=_append(state.graph, edge, GRAPH_SALES),
-        pairs=pairs,
-        sales=add(state.sales, 1.0, edge.t, RATIO_HALF_LIFE),
-        flagged=add(state.flagged, flagged_mass(incidents), edge.t, RATIO_HALF_LIFE),
-        n_sales=state.n_sales + 1,
-        incidents=_last(state.incidents, incidents),
+    delta = capped(check.weight) - capped(old)
+    return replace(
+        state,
+        flagged=add(state.flagged, delta, t, RATIO_HALF_LIFE) if delta else state.flagged,
+        incidents=merge_incidents(state.incidents, check.incidents, event_id),
     )
 
 
 def record_free_transfer(
     state: CollectionMarket, frm: str, to: str, tag: str, t: int
-) -> CollectionMarket:
-    """Remember that two wallets moved an NFT between them without (yet) a sale.
-
-    The earliest such transfer is kept: the relationship is what matters, and a later mark
-    could be a sale's own leg that the sale then clears.
-    """
+) -> tuple[CollectionMarket, str]:
+    """Remember that two wallets moved an NFT between them without a sale (the two earliest
+    such transfers). Returns the new state and the pair key if the memory changed, else ""."""
     if frm == to:
-        return state
+        return state, ""
     key = pair_key(frm, to)
     old = state.pairs.get(key)
-    if old is not None and old.t <= t:
-        return state
+    if old is None:
+        mark: PairMark | None = PairMark(t, tag)
+    elif (t, tag) == (old.t, old.tag) or (old.t2 >= 0 and (t, tag) >= (old.t2, old.tag2)):
+        return state, ""  # the usual case: the pair's two earliest are known already
+    else:
+        mark = _pair_mark([*old.marks(), (t, tag)])
     pairs = dict(state.pairs)
-    pairs[key] = PairMark(t, tag)
+    pairs[key] = mark  # type: ignore[assignment]
     if len(pairs) > PAIR_CAP:
         # The oldest mark goes; among equally old ones, the lowest key.
         times = list(map(_time_of, pairs.values()))
         oldest = min(times)
         del pairs[lowest_key_with(pairs, times, oldest)]
-    return CollectionMarket(
-        graph=state.graph,
-        pairs=pairs,
-        sales=state.sales,
-        flagged=state.flagged,
-        n_sales=state.n_sales,
-        incidents=state.incidents,
-    )
+    return replace(state, pairs=pairs), key
+
+
+def forget_legs(
+    state: CollectionMarket, seller: str, buyer: str, legs: tuple[Trade, ...]
+) -> tuple[CollectionMarket, str]:
+    """A sale showed these remembered free transfers to be its own legs: forget them."""
+    if not legs:
+        return state, ""
+    key = pair_key(seller, buyer)
+    old = state.pairs.get(key)
+    if old is None:
+        return state, ""
+    gone = {(x.t, x.tag) for x in legs}
+    left = [m for m in old.marks() if m not in gone]
+    if len(left) == len(old.marks()):
+        return state, ""
+    pairs = dict(state.pairs)
+    mark = _pair_mark(left)
+    if mark is None:
+        del pairs[key]
+    else:
+        pairs[key] = mark
+    return replace(state, pairs=pairs), key
 
 
 def _live(incidents: tuple[Incident, ...], now: int) -> list[str]:

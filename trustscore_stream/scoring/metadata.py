@@ -53,6 +53,25 @@ class Change(Struct, frozen=True, array_like=True, gc=False):
     text: str
 
 
+# Metadata updates kept in event-time order (the ordering horizon, docs/scoring.md §7): a late
+# update, or a late mint (the reveal grace), recomputes them; older ones are settled.
+UPDATES_KEPT = 8
+
+
+class MetaEvent(Struct, frozen=True, array_like=True, gc=False):
+    """One metadata_update as the fold needs it; `w` is its change weight as last folded."""
+
+    t: int
+    fields: tuple[str, ...]  # normalised names, sorted
+    frozen: int  # -1: not said, 0: unfrozen, 1: frozen
+    eid: str
+    w: float = 0.0
+
+
+def _event_key(e: MetaEvent) -> tuple[int, tuple[str, ...], int, str]:
+    return e.t, e.fields, e.frozen, e.eid
+
+
 class MetadataState(
     Struct,
     frozen=True,
@@ -65,14 +84,21 @@ class MetadataState(
         "frozen_at": "ft",
         "changes": "e",
         "broken": "x",
+        "recent": "r",
+        "settled": "s",
     },
 ):
+    """The fold of every update seen: `settled` (the updates that left `recent`) followed by
+    `recent` (the last UPDATES_KEPT, in event-time order)."""
+
     mass: Decayed = ZERO
     updates: int = 0
     frozen: bool = False
     frozen_at: int = 0
     changes: tuple[Change, ...] = ()
     broken: bool = False  # changed after a freeze: the freeze is not honoured
+    recent: tuple[MetaEvent, ...] = ()
+    settled: MetadataState | None = None
 
 
 class CollectionMetadata(Struct, frozen=True, array_like=True, gc=False):
@@ -80,15 +106,9 @@ class CollectionMetadata(Struct, frozen=True, array_like=True, gc=False):
     updates: int = 0
 
 
-def update(
-    state: MetadataState,
-    payload: MetadataUpdatePayload,
-    t: int,
-    minted_at: int | None,
-    event_id: str,
-) -> tuple[MetadataState, float]:
-    """Apply one metadata_update; also return its change weight (the collection adds it)."""
-    names = sorted({f.strip().lower() for f in payload.fields if f.strip()})
+def _step(state: MetadataState, e: MetaEvent, minted_at: int | None) -> tuple[MetadataState, float]:
+    """Fold one update (in event-time order); also return its change weight."""
+    t, names, event_id = e.t, e.fields, e.eid
     weight = 0.0
     texts: list[str] = []
     broken = state.broken
@@ -110,12 +130,12 @@ def update(
             shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
             texts.append(f"{shown} changed {when} (event {event_id})")
     frozen, frozen_at = state.frozen, state.frozen_at
-    if payload.frozen is True:
+    if e.frozen == 1:
         if not frozen:
             frozen, frozen_at = True, t
         elif t < frozen_at:  # a late event shows it was frozen earlier
             frozen_at = t
-    elif payload.frozen is False and frozen and t > frozen_at:
+    elif e.frozen == 0 and frozen and t > frozen_at:
         frozen, frozen_at = False, 0
         weight += W_UNFREEZE
         texts.append(f"metadata unfrozen (event {event_id})")
@@ -133,6 +153,94 @@ def update(
         ),
         weight,
     )
+
+
+def _base(state: MetadataState) -> MetadataState:
+    return MetadataState(
+        state.mass, state.updates, state.frozen, state.frozen_at, state.changes, state.broken
+    )
+
+
+def _refold(
+    settled: MetadataState, recent: tuple[MetaEvent, ...], minted_at: int | None
+) -> tuple[MetadataState, tuple[MetaEvent, ...], list[tuple[int, float]]]:
+    """Fold `recent` over `settled`; return the state, `recent` with the new weights and the
+    weight changes (time, delta) against the weights they had."""
+    state = settled
+    out: list[MetaEvent] = []
+    deltas: list[tuple[int, float]] = []
+    for e in recent:
+        state, w = _step(state, e, minted_at)
+        if w != e.w:
+            deltas.append((e.t, w - e.w))
+            e = MetaEvent(e.t, e.fields, e.frozen, e.eid, w)
+        out.append(e)
+    return state, tuple(out), deltas
+
+
+def _with(
+    state: MetadataState,
+    settled: MetadataState,
+    recent: tuple[MetaEvent, ...],
+    minted_at: int | None,
+) -> MetadataState:
+    if len(recent) > UPDATES_KEPT:
+        settled, _ = _step(settled, recent[0], minted_at)
+        recent = recent[1:]
+    return MetadataState(
+        state.mass,
+        state.updates,
+        state.frozen,
+        state.frozen_at,
+        state.changes,
+        state.broken,
+        recent,
+        settled,
+    )
+
+
+Deltas = list[tuple[int, float]]  # (time, change of an update's weight): for the collection
+
+
+def update(
+    state: MetadataState,
+    payload: MetadataUpdatePayload,
+    t: int,
+    minted_at: int | None,
+    event_id: str,
+) -> tuple[MetadataState, Deltas]:
+    """Put one metadata_update in its event-time place; return the new state and the weight
+    changes it caused (its own weight, and those of later updates it re-weighed)."""
+    names = tuple(sorted({f.strip().lower() for f in payload.fields if f.strip()}))
+    frozen = -1 if payload.frozen is None else int(payload.frozen)
+    e = MetaEvent(t, names, frozen, event_id)
+    recent = state.recent
+    if state.settled is not None or recent:
+        settled = state.settled if state.settled is not None else MetadataState()
+    else:
+        settled = _base(state)  # nothing kept yet: what is known so far is settled
+    key = _event_key(e)
+    if not recent or key >= _event_key(recent[-1]):
+        new, w = _step(_base(state) if recent else settled, e, minted_at)
+        recent = (*recent, MetaEvent(t, names, frozen, event_id, w))
+        return _with(new, settled, recent, minted_at), [(t, w)]
+    i = len(recent)
+    while i > 0 and key < _event_key(recent[i - 1]):
+        i -= 1
+    new, recent, deltas = _refold(settled, (*recent[:i], e, *recent[i:]), minted_at)
+    deltas.append((t, 0.0))  # the collection's sum counts this update's time even at weight 0
+    return _with(new, settled, recent, minted_at), deltas
+
+
+def remint(state: MetadataState, minted_at: int | None) -> tuple[MetadataState, Deltas]:
+    """The mint time changed (a late mint): re-weigh the kept updates (the reveal grace)."""
+    if not state.recent:
+        return state, []
+    settled = state.settled if state.settled is not None else MetadataState()
+    new, recent, deltas = _refold(settled, state.recent, minted_at)
+    if not deltas and new.changes == state.changes:
+        return state, []
+    return _with(new, settled, recent, minted_at), deltas
 
 
 def value(state: MetadataState, minted_at: int | None, now: int) -> FactorValue:
@@ -168,8 +276,13 @@ def value(state: MetadataState, minted_at: int | None, now: int) -> FactorValue:
     return FactorValue(clamp(v), confidence, tuple(evidence))
 
 
-def collection_update(state: CollectionMetadata, weight: float, t: int) -> CollectionMetadata:
-    return CollectionMetadata(add(state.mass, weight, t, METADATA_HALF_LIFE), state.updates + 1)
+def collection_update(
+    state: CollectionMetadata, deltas: Deltas, updates: int = 1
+) -> CollectionMetadata:
+    mass = state.mass
+    for t, w in deltas:
+        mass = add(mass, w, t, METADATA_HALF_LIFE)
+    return CollectionMetadata(mass, state.updates + updates)
 
 
 def collection_value(state: CollectionMetadata, tokens: int, now: int) -> FactorValue:

@@ -10,7 +10,7 @@ from msgspec import Struct
 
 from trustscore_stream.scoring.common import clamp
 
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 
 MARKET_INTEGRITY = "market_integrity"
 PROVENANCE = "provenance"

@@ -33,6 +33,92 @@ CHAIN_MAX = 8
 CHANGES_CONFIDENCE_SCALE = 3.0
 
 
+# Ownership events kept in event-time order (the ordering horizon, docs/scoring.md §7): a late
+# move among them is put in its place and custody is recomputed; older ones are settled.
+MOVES_MAX = 8
+
+MINT, MOVE, BURN = 0, 1, 2  # a mint sorts before a move in the same second, a burn after
+
+
+class Move(Struct, frozen=True, array_like=True, gc=False):
+    """One ownership event: the token leaves `frm` and reaches `to` (mint, transfer, sale),
+    or is burned."""
+
+    t: int
+    kind: int
+    to: str = ""
+    frm: str = ""
+
+
+def _move_key(m: Move) -> tuple[int, int, str, str]:
+    return m.t, m.kind, m.to, m.frm
+
+
+def _fold(c: Custody, moves: tuple[Move, ...]) -> Custody:
+    """Fold ownership events in event-time order. Within one second (one block can move a
+    token twice: seller → marketplace → buyer) the chain decides: next comes the move that
+    leaves the current owner, then a mint, else the first by content."""
+    n = len(moves)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and moves[j].t == moves[i].t:
+            j += 1
+        if j == i + 1:
+            c = _step(c, moves[i])
+        else:
+            group = list(moves[i:j])
+            while group:
+                k = next(
+                    (
+                        k
+                        for k, m in enumerate(group)
+                        if (m.kind != MINT and c.owner and m.frm == c.owner)
+                    ),
+                    -1,
+                )
+                if k < 0:
+                    k = next((k for k, m in enumerate(group) if m.kind == MINT), 0)
+                c = _step(c, group.pop(k))
+        i = j
+    return c
+
+
+class Custody(Struct, frozen=True, array_like=True, gc=False):
+    """Custody after a prefix of the ownership events, folded in event-time order."""
+
+    owner: str = ""
+    since: int = 0
+    chain: tuple[str, ...] = ()
+    changes: int = 0
+    holds: int = 0
+    short: int = 0
+    burned: bool = False
+
+
+_NO_CUSTODY = Custody()
+
+
+def _step(c: Custody, m: Move) -> Custody:
+    """One ownership event on custody (events come in event-time order)."""
+    if m.kind == MINT:
+        if c.owner or c.burned:
+            return c  # a late mint: custody is already known
+        return Custody(m.to, m.t, c.chain, c.changes, c.holds, c.short, c.burned)
+    if c.burned:
+        return c
+    chain = (*c.chain, c.owner)[-CHAIN_MAX:] if c.owner else c.chain
+    if m.kind == BURN:
+        return Custody("", m.t, chain, c.changes, c.holds, c.short, True)
+    if m.to == c.owner:
+        return c  # already there: a sale's on-chain leg
+    holds, short = c.holds, c.short
+    if c.owner and m.t >= c.since:
+        holds += 1
+        short += 1 if m.t - c.since < SHORT_HOLD else 0
+    return Custody(m.to, m.t, chain, c.changes + 1, holds, short, False)
+
+
 class Provenance(
     Struct,
     frozen=True,
@@ -49,11 +135,18 @@ class Provenance(
         "holds": "h",
         "short": "sh",
         "burned": "b",
+        "creator_at": "ct",
+        "moves": "mv",
+        "settled": "st",
     },
 ):
+    """Custody as of every ownership event seen: `settled` (the events that left `moves`,
+    folded in order) followed by `moves` (the last MOVES_MAX, in event-time order). The
+    custody fields are that fold's result, kept for readers."""
+
     minted_at: int | None = None
-    minter: str = ""
-    creator: str = ""  # the mint payload's creator
+    minter: str = ""  # `to` of the earliest mint
+    creator: str = ""  # the creator named by the latest mint naming one
     owner: str = ""
     since: int = 0
     chain: tuple[str, ...] = ()  # previous owners, newest last
@@ -61,41 +154,100 @@ class Provenance(
     holds: int = 0  # completed holds
     short: int = 0  # completed holds shorter than SHORT_HOLD
     burned: bool = False
+    creator_at: int | None = None  # event time of the mint that named `creator`
+    moves: tuple[Move, ...] = ()
+    settled: Custody | None = None  # None: nothing settled yet, or a state from before `moves`
 
 
 OwnerChange = tuple[str | None, str | None]  # (token leaves, token reaches)
 
 
+def _custody(p: Provenance) -> Custody:
+    return Custody(p.owner, p.since, p.chain, p.changes, p.holds, p.short, p.burned)
+
+
+def _record(p: Provenance, m: Move) -> tuple[Provenance, OwnerChange | None]:
+    """Put an ownership event in its event-time place; recompute custody if it is not last."""
+    moves = p.moves
+    if p.settled is not None or moves:
+        settled = p.settled if p.settled is not None else _NO_CUSTODY
+    else:
+        settled = _custody(p)  # nothing kept yet: what is known so far is settled
+    key = _move_key(m)
+    if not moves or m.t > moves[-1].t:
+        moves = (*moves, m)
+        custody = _step(_custody(p) if p.moves else settled, m)
+    else:
+        i = len(moves)
+        while i > 0 and key < _move_key(moves[i - 1]):
+            i -= 1
+        if i > 0 and key == _move_key(moves[i - 1]):
+            return p, None  # the same ownership event again (e.g. a sale and its leg)
+        # Before the first kept event of a token that already settled some: outside the
+        # horizon, folded right after the settled part (docs/scoring.md §7).
+        moves = (*moves[:i], m, *moves[i:])
+        custody = _fold(settled, moves)
+    if len(moves) > MOVES_MAX:
+        # Settle the oldest second as a whole, so its chain order is decided with all of it
+        # (if one second holds them all, the oldest by content goes).
+        j = 1
+        while j < len(moves) and moves[j].t == moves[0].t:
+            j += 1
+        if j == len(moves):
+            j = len(moves) - MOVES_MAX
+        settled = _fold(settled, moves[:j])
+        moves = moves[j:]
+    if (
+        custody.owner == p.owner
+        and custody.since == p.since
+        and custody.changes == p.changes
+        and custody.holds == p.holds
+        and custody.short == p.short
+        and custody.burned == p.burned
+        and custody.chain == p.chain
+    ):
+        # Custody unchanged (a leg, a repeated or a late mint): only the kept events moved.
+        return replace(p, moves=moves, settled=settled), None
+    return (
+        replace(
+            p,
+            owner=custody.owner,
+            since=custody.since,
+            chain=custody.chain,
+            changes=custody.changes,
+            holds=custody.holds,
+            short=custody.short,
+            burned=custody.burned,
+            moves=moves,
+            settled=settled,
+        ),
+        (p.owner or None, custody.owner or None)
+        if custody.owner != p.owner or custody.burned != p.burned
+        else None,
+    )
+
+
 def record_mint(
     p: Provenance, to: str, creator: str | None, t: int
 ) -> tuple[Provenance, OwnerChange | None]:
-    minted_at = t if p.minted_at is None or t < p.minted_at else p.minted_at
-    p = replace(p, minted_at=minted_at, minter=p.minter or to, creator=creator or p.creator)
-    if p.owner or p.burned:
-        return p, None  # a late mint: custody is already known
-    return replace(p, owner=to, since=t), (None, to)
+    """The earliest mint (by time, then address) names the minter; the latest mint naming a
+    creator (by time, then address) names the creator, whatever order the mints arrive in."""
+    if p.minted_at is None or (t, to) < (p.minted_at, p.minter):
+        p = replace(p, minted_at=t, minter=to)
+    if creator:
+        known = p.creator_at if p.creator_at is not None else p.minted_at
+        if not p.creator or known is None or (t, creator) >= (known, p.creator):
+            p = replace(p, creator=creator, creator_at=t)
+    return _record(p, Move(t, MINT, to))
 
 
-def record_move(p: Provenance, to: str, t: int) -> tuple[Provenance, OwnerChange | None]:
-    """A transfer or sale moved the token to `to`; no change if it is already there."""
-    if p.burned or to == p.owner:
-        return p, None
-    holds, short = p.holds, p.short
-    if p.owner and t >= p.since:
-        holds += 1
-        short += 1 if t - p.since < SHORT_HOLD else 0
-    chain = (*p.chain, p.owner)[-CHAIN_MAX:] if p.owner else p.chain
-    old = p.owner or None
-    p = replace(p, owner=to, since=t, chain=chain, changes=p.changes + 1, holds=holds, short=short)
-    return p, (old, to)
+def record_move(p: Provenance, frm: str, to: str, t: int) -> tuple[Provenance, OwnerChange | None]:
+    """A transfer or sale moved the token from `frm` to `to` at `t`."""
+    return _record(p, Move(t, MOVE, to, frm))
 
 
-def record_burn(p: Provenance, t: int) -> tuple[Provenance, OwnerChange | None]:
-    if p.burned:
-        return p, None
-    old = p.owner or None
-    chain = (*p.chain, p.owner)[-CHAIN_MAX:] if p.owner else p.chain
-    return replace(p, owner="", since=t, chain=chain, burned=True), (old, None)
+def record_burn(p: Provenance, frm: str, t: int) -> tuple[Provenance, OwnerChange | None]:
+    return _record(p, Move(t, BURN, "", frm))
 
 
 def chain_wallets(p: Provenance) -> tuple[str, ...]:

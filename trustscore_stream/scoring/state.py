@@ -7,7 +7,7 @@ events gives identical state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -97,12 +97,18 @@ class CollectionState(
         "social": "so",
         "findings": "f",
         "mints": "mn",
+        "named_at": "na",
+        "mint_creator": "mc",
+        "mint_creator_at": "mca",
+        "audit_at": "aa",
     },
 ):
     id: str
     verified: bool | None = None
     verified_at: int = 0
-    creator: str = ""  # address: from collection_verified, else from the first mint naming one
+    # Address: named by the latest collection_verified naming one, else by the earliest mint
+    # naming one (by event time; ties by content, so the arrival order never decides).
+    creator: str = ""
     creator_verified: bool = False  # the creator was named by a positive verification
     health: HealthState = HealthState()
     market: CollectionMarket = CollectionMarket()
@@ -111,6 +117,10 @@ class CollectionState(
     social: SocialState = SocialState()
     findings: dict[str, FindingRecord] = {}
     mints: int = 0
+    named_at: int | None = None  # time of the verification that named `creator`
+    mint_creator: str = ""  # the creator named by the earliest mint naming one
+    mint_creator_at: int = 0
+    audit_at: int | None = None  # time of the verification that gave health.audit
 
 
 class WalletState(
@@ -174,78 +184,263 @@ def _health(coll: CollectionState, change: OwnerChange | None) -> HealthState:
     return replace(coll.health, book=book)
 
 
-# One handler per NFT event type: (nft, its collection, event, event time) → both new states.
-# Each builds every new struct in one `replace`, not a chain of them.
+# Re-checks: a sale is checked against what came before it in event time. An event that
+# arrives after later sales (a late trade, sale, free transfer or floor) re-checks those sales
+# (docs/scoring.md §7); they may belong to other NFTs of the collection (same partition),
+# which `apply` then reads from its mapping and returns too.
+
+
+class _Siblings:
+    """The other NFTs of one collection that re-checks touched, read lazily."""
+
+    __slots__ = ("_coll_id", "_states", "changed")
+
+    def __init__(self, states: Mapping[str, State], coll_id: str) -> None:
+        self._states = states
+        self._coll_id = coll_id
+        self.changed: dict[str, NftState] = {}
+
+    def get(self, token: str) -> NftState | None:
+        key = "nft:" + self._coll_id[11:] + ":" + token  # 11 = len("collection:")
+        found = self.changed.get(key)
+        if found is not None:
+            return found
+        stored = self._states.get(key)
+        return stored if isinstance(stored, NftState) else None
+
+    def put(self, nft: NftState) -> None:
+        self.changed[nft.id] = nft
+
+
+def _sale_index(window: tuple[Trade, ...], e: Edge) -> int | None:
+    for i in range(len(window) - 1, -1, -1):
+        x = window[i]
+        if (
+            x.sale
+            and x.t == e.t
+            and x.frm == e.seller
+            and x.to == e.buyer
+            and x.eid
+            and market_integrity.sale_tag(x.eid) == e.n
+        ):
+            return i
+    return None
+
+
+def _recheck(coll: CollectionState, nfts: _Siblings, indices: Iterable[int]) -> CollectionState:
+    """Check the collection's sales at these graph indices again, against what is known now
+    before each of them; move their weights and incidents by the difference."""
+    graph = coll.market.graph
+    for j in sorted(set(indices)):
+        e = graph[j]
+        nft = nfts.get(e.token)
+        if nft is None:
+            continue
+        window = nft.market.window
+        i = _sale_index(window, e)
+        if i is None:
+            continue  # left the token's window: outside the horizon, kept as checked
+        trade = window[i]
+        check = market_integrity.check_sale(
+            window[:i],
+            graph[:j],
+            coll.market.pairs,
+            collection_health.floor_at(coll.health, e.t),
+            seller=e.seller,
+            buyer=e.buyer,
+            price=trade.price,
+            currency=trade.cur,
+            tag=trade.tag,
+            t=e.t,
+            event_id=trade.eid,
+        )
+        clean_delta = market_integrity.capped(trade.w) - market_integrity.capped(check.weight)
+        market = market_integrity.reweigh_sale(nft.market, i, check)
+        if market == nft.market:
+            continue  # the same result: nothing to write (nor to publish)
+        nfts.put(
+            replace(
+                nft,
+                market=market,
+                liquidity=liquidity.nft_reweigh_sale(nft.liquidity, clean_delta, e.t),
+            )
+        )
+        coll = replace(
+            coll,
+            market=market_integrity.reweigh_collection_sale(
+                coll.market, e.t, trade.w, check, trade.eid
+            ),
+            liquidity=liquidity.reweigh_sale(coll.liquidity, clean_delta, e.t),
+        )
+    return coll
+
+
+def _later_sales(
+    graph: tuple[Edge, ...],
+    t0: int,
+    *,
+    token: str | None = None,
+    pair: tuple[str, str] | None = None,
+    skip: int = -1,
+) -> list[int]:
+    """Graph indices of sales at or after `t0` (of one token, or between two wallets)."""
+    if not graph or graph[-1].t < t0:
+        return []  # the usual case: nothing later is known
+    out: list[int] = []
+    for j in range(len(graph) - 1, -1, -1):
+        e = graph[j]
+        if e.t < t0:
+            break
+        if j == skip or (token is not None and e.token != token):
+            continue
+        if pair is not None and not (
+            (e.seller == pair[0] and e.buyer == pair[1])
+            or (e.seller == pair[1] and e.buyer == pair[0])
+        ):
+            continue
+        out.append(j)
+    return out
+
+
+# One handler per NFT event type: (nft, its collection, event, event time, siblings) → both
+# new states. Each builds every new struct in one `replace`, not a chain of them.
 
 
 def _mint(
-    nft: NftState, coll: CollectionState, event: Mint, t: int
+    nft: NftState, coll: CollectionState, event: Mint, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     pay = event.payload
     p, change = provenance.record_mint(nft.provenance, pay.to, pay.creator, t)
-    creator = pay.creator if pay.creator and not coll.creator else coll.creator
-    coll = replace(coll, mints=coll.mints + 1, creator=creator, health=_health(coll, change))
+    coll = replace(coll, mints=coll.mints + 1, health=_health(coll, change))
+    if p.minted_at != nft.provenance.minted_at and nft.metadata.recent:
+        # Updates seen before their (earlier) mint: the reveal grace now applies to them.
+        md, deltas = metadata.remint(nft.metadata, p.minted_at)
+        nft = replace(nft, metadata=md)
+        coll = replace(coll, metadata=metadata.collection_update(coll.metadata, deltas, 0))
+    if pay.creator and (
+        not coll.mint_creator or (t, pay.creator) < (coll.mint_creator_at, coll.mint_creator)
+    ):
+        coll = replace(coll, mint_creator=pay.creator, mint_creator_at=t)
+        # A verification's creator wins; a creator from before these fields is kept.
+        if coll.named_at is None and (coll.mint_creator == pay.creator or not coll.creator):
+            coll = replace(coll, creator=pay.creator)
     return replace(nft, provenance=p), coll
 
 
 def _transfer(
-    nft: NftState, coll: CollectionState, event: Transfer, t: int
+    nft: NftState, coll: CollectionState, event: Transfer, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     pay = event.payload
-    p, change = provenance.record_move(nft.provenance, pay.to, t)
-    if change is None:
-        return nft, coll  # already there: a sale's on-chain leg, or a replay
+    p, change = provenance.record_move(nft.provenance, pay.from_, pay.to, t)
+    health = _health(coll, change)
     tag = tx_tag(pay.tx_hash)
-    trade = Trade(t, False, pay.from_, pay.to, 0.0, tag)
-    nft = replace(nft, provenance=p, market=market_integrity.record_trade(nft.market, trade))
-    market = market_integrity.record_free_transfer(coll.market, pay.from_, pay.to, tag, t)
-    return nft, replace(coll, market=market, health=_health(coll, change))
+    if market_integrity.is_sale_leg(nft.market.window, pay.from_, pay.to, tag, t):
+        # The on-chain leg of a sale already known: not a trade of its own, not funding.
+        return replace(nft, provenance=p), replace(coll, health=health)
+    market, _ = market_integrity.add_transfer(
+        nft.market, Trade(t, False, pay.from_, pay.to, 0.0, tag)
+    )
+    cm, pair = market_integrity.record_free_transfer(coll.market, pay.from_, pay.to, tag, t)
+    nft = replace(nft, provenance=p, market=market)
+    coll = replace(coll, market=cm, health=health)
+    graph = cm.graph
+    later = _later_sales(graph, t, token=event.token_id)
+    if pair:
+        later += _later_sales(graph, t, pair=(pay.from_, pay.to))
+    if later:
+        nfts.put(nft)
+        coll = _recheck(coll, nfts, later)
+        nft = nfts.changed.pop(nft.id)
+    return nft, coll
 
 
 def _sale(
-    nft: NftState, coll: CollectionState, event: Sale, t: int
+    nft: NftState, coll: CollectionState, event: Sale, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     pay = event.payload
     price = money(pay.price)
     tag = tx_tag(pay.tx_hash)
+    cur = currency(pay.currency)
+    seller, buyer = pay.seller, pay.buyer
+    trade = Trade(t, True, seller, buyer, price, tag, 0.0, cur, event.event_id)
+    key = market_integrity.trade_key(trade)
+    window = nft.market.window
+    # The usual case, a sale after everything known and no leg of it in the window, needs no
+    # filtering (a C-level membership test rules legs out).
+    before: Sequence[Trade] = market_integrity.prefix_before(
+        window, key, market_integrity.trade_key
+    )
+    if seller in [x.frm for x in before]:
+        before = [x for x in before if not market_integrity.is_leg_of(x, seller, buyer, tag, t)]
+    edge = Edge(t, seller, buyer, event.token_id, market_integrity.sale_tag(event.event_id))
+    graph = coll.market.graph
+    graph_before = market_integrity.prefix_before(
+        graph, market_integrity.edge_key(edge), market_integrity.edge_key
+    )
     check = market_integrity.check_sale(
-        nft.market,
-        coll.market,
-        coll.health.floor,
-        seller=pay.seller,
-        buyer=pay.buyer,
+        before,
+        graph_before,
+        coll.market.pairs,
+        collection_health.floor_at(coll.health, t),
+        seller=seller,
+        buyer=buyer,
         price=price,
-        currency=currency(pay.currency),
+        currency=cur,
         tag=tag,
         t=t,
         event_id=event.event_id,
     )
-    wash = market_integrity.flagged_mass(check.incidents)
-    p, change = provenance.record_move(nft.provenance, pay.buyer, t)
-    trade = Trade(t, True, pay.seller, pay.buyer, price, tag)
+    clean = 1.0 - market_integrity.capped(check.weight)
+    p, change = provenance.record_move(nft.provenance, seller, buyer, t)
+    market, legs, i = market_integrity.add_sale(nft.market, replace(trade, w=check.weight), check)
     nft = replace(
         nft,
         provenance=p,
-        market=market_integrity.record_trade(nft.market, trade, check.incidents, check.leg_index),
-        liquidity=liquidity.nft_record_sale(nft.liquidity, 1.0 - wash, t),
+        market=market,
+        liquidity=liquidity.nft_record_sale(nft.liquidity, clean, t),
     )
+    cm, j = market_integrity.add_collection_sale(coll.market, edge, check, event.event_id)
+    cm, pair = market_integrity.forget_legs(cm, seller, buyer, legs)
     coll = replace(
         coll,
-        market=market_integrity.record_collection_sale(
-            coll.market,
-            Edge(t, pay.seller, pay.buyer),
-            check.incidents,
-            check.pair_was_leg,
-            check.pair,
-        ),
-        liquidity=liquidity.record_sale(coll.liquidity, 1.0 - wash, t),
+        market=cm,
+        liquidity=liquidity.record_sale(coll.liquidity, clean, t),
         health=_health(coll, change),
     )
+    graph = cm.graph
+    later: list[int] = []
+    if 0 <= j < len(graph) - 1:
+        # Sales after it (often just a tie in the same second): its own token's see a new
+        # trade; another token's can change only through a ring using this sale, which
+        # needs a path from their buyer to this seller and from this buyer to their seller.
+        seller_reached = seller in [e.buyer for e in graph]
+        buyer_leaves = buyer in [e.seller for e in graph]
+        token = event.token_id
+        later += [
+            k
+            for k in range(j + 1, len(graph))
+            if graph[k].token == token
+            or (
+                (seller_reached or graph[k].buyer == seller)
+                and (buyer_leaves or graph[k].seller == buyer)
+            )
+        ]
+    elif i < len(market.window) - 1:
+        later += _later_sales(graph, t, token=event.token_id, skip=j)
+    if legs:
+        first = min(x.t for x in legs)
+        later += _later_sales(graph, first, token=event.token_id, skip=j)
+        if pair:
+            later += _later_sales(graph, first, pair=(seller, buyer), skip=j)
+    if later:
+        nfts.put(nft)
+        coll = _recheck(coll, nfts, later)
+        nft = nfts.changed.pop(nft.id)
     return nft, coll
 
 
 def _listing(
-    nft: NftState, coll: CollectionState, event: Listing, t: int
+    nft: NftState, coll: CollectionState, event: Listing, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     return (
         replace(nft, liquidity=liquidity.nft_record_listing(nft.liquidity, t)),
@@ -254,25 +449,27 @@ def _listing(
 
 
 def _burn(
-    nft: NftState, coll: CollectionState, event: Burn, t: int
+    nft: NftState, coll: CollectionState, event: Burn, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
-    p, change = provenance.record_burn(nft.provenance, t)
+    p, change = provenance.record_burn(nft.provenance, event.payload.from_, t)
     return replace(nft, provenance=p), replace(coll, health=_health(coll, change))
 
 
 def _metadata_update(
-    nft: NftState, coll: CollectionState, event: MetadataUpdate, t: int
+    nft: NftState, coll: CollectionState, event: MetadataUpdate, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
-    md, weight = metadata.update(
+    md, deltas = metadata.update(
         nft.metadata, event.payload, t, nft.provenance.minted_at, event.event_id
     )
     return (
         replace(nft, metadata=md),
-        replace(coll, metadata=metadata.collection_update(coll.metadata, weight, t)),
+        replace(coll, metadata=metadata.collection_update(coll.metadata, deltas)),
     )
 
 
-NftHandler = Callable[[NftState, CollectionState, Any, int], tuple[NftState, CollectionState]]
+NftHandler = Callable[
+    [NftState, CollectionState, Any, int, _Siblings], tuple[NftState, CollectionState]
+]
 _NFT_HANDLERS: dict[type, NftHandler] = {
     Mint: _mint,
     Transfer: _transfer,
@@ -284,53 +481,81 @@ _NFT_HANDLERS: dict[type, NftHandler] = {
 
 
 def _apply_nft_event(
-    nft: NftState, coll: CollectionState, event: Envelope, t: int
+    nft: NftState, coll: CollectionState, event: Envelope, t: int, nfts: _Siblings
 ) -> tuple[NftState, CollectionState]:
     for kind, handler in _NFT_HANDLERS.items():
         if isinstance(event, kind):
-            return handler(nft, coll, event, t)
+            return handler(nft, coll, event, t, nfts)
     raise TypeError(f"not an NFT event: {event.type}")  # pragma: no cover
 
 
-def _market_data(coll: CollectionState, event: MarketData, t: int) -> CollectionState:
+def _market_data(
+    coll: CollectionState, event: MarketData, t: int, nfts: _Siblings
+) -> CollectionState:
     pay = event.payload
     health = coll.health
-    holders = health.reported_holders
-    if pay.holders is not None and (health.floor.observations == 0 or t >= health.floor.t):
-        holders = pay.holders
-    floor = collection_health.record_floor(
-        health.floor, money(pay.floor_price), currency(pay.currency), t
+    holders, holders_at = health.reported_holders, health.holders_at
+    if pay.holders is not None and (
+        holders is None or holders_at is None or (t, pay.holders) >= (holders_at, holders)
+    ):
+        holders, holders_at = pay.holders, t
+    floor, settled, points = collection_health.record_floor_point(
+        health.floor,
+        health.floor_settled,
+        health.floor_points,
+        collection_health.FloorPoint(t, money(pay.floor_price), currency(pay.currency)),
     )
     volume = None if pay.volume_24h is None else money(pay.volume_24h)
-    return replace(
+    coll = replace(
         coll,
-        health=replace(health, reported_holders=holders, floor=floor),
+        health=replace(
+            health,
+            reported_holders=holders,
+            holders_at=holders_at,
+            floor=floor,
+            floor_points=points,
+            floor_settled=settled,
+        ),
         liquidity=liquidity.record_market_data(coll.liquidity, pay.sales_24h, volume, t),
     )
+    later = _later_sales(coll.market.graph, t + 1)
+    if later:  # a floor from before sales already checked: those it is now the floor of
+        graph = coll.market.graph
+        later = [
+            j
+            for j in later
+            if collection_health.floor_at(health, graph[j].t)
+            != collection_health.floor_at(coll.health, graph[j].t)
+        ]
+        coll = _recheck(coll, nfts, later)
+    return coll
 
 
 def _collection_verified(
     coll: CollectionState, event: CollectionVerified, t: int
 ) -> CollectionState:
+    """Each part is last writer by event time; ties are broken by content, not arrival."""
     pay = event.payload
     if pay.audit_score is not None:
-        coll = replace(coll, health=replace(coll.health, audit=float(pay.audit_score)))
-    if coll.verified is not None and t < coll.verified_at:
-        return coll  # a newer verification decision is already known
-    if pay.creator:
-        return replace(
-            coll,
-            verified=pay.verified,
-            verified_at=t,
-            creator=pay.creator,
-            creator_verified=pay.verified,
-        )
-    return replace(coll, verified=pay.verified, verified_at=t)
+        audit = float(pay.audit_score)
+        known = coll.health.audit
+        if coll.audit_at is None or known is None or (t, audit) >= (coll.audit_at, known):
+            coll = replace(coll, health=replace(coll.health, audit=audit), audit_at=t)
+    if coll.verified is None or (t, pay.verified) >= (coll.verified_at, coll.verified):
+        coll = replace(coll, verified=pay.verified, verified_at=t)
+    if pay.creator and (
+        coll.named_at is None
+        or (t, pay.creator, pay.verified) >= (coll.named_at, coll.creator, coll.creator_verified)
+    ):
+        coll = replace(coll, creator=pay.creator, creator_verified=pay.verified, named_at=t)
+    return coll
 
 
-def _apply_collection_event(coll: CollectionState, event: Envelope, t: int) -> CollectionState:
+def _apply_collection_event(
+    coll: CollectionState, event: Envelope, t: int, nfts: _Siblings
+) -> CollectionState:
     if isinstance(event, MarketData):
-        return _market_data(coll, event, t)
+        return _market_data(coll, event, t, nfts)
     if isinstance(event, CollectionVerified):
         return _collection_verified(coll, event, t)
     raise TypeError(f"not a collection event: {event.type}")  # pragma: no cover
@@ -361,11 +586,18 @@ def apply(states: Mapping[str, State], event: Envelope) -> dict[str, State]:
         cid = collection_id(event.chain, event.contract)
         coll = _get(states, cid, CollectionState)
         handler = _NFT_HANDLERS.get(type(event), _apply_nft_event)
-        new_nft, new_coll = handler(nft, coll, event, t)
+        nfts = _Siblings(states, cid)
+        new_nft, new_coll = handler(nft, coll, event, t, nfts)
+        if nfts.changed:
+            return {**nfts.changed, nft.id: new_nft, cid: new_coll}
         return {nft.id: new_nft, cid: new_coll}
     if isinstance(event, MarketData | CollectionVerified):
         coll = _get(states, event.entity, CollectionState)
-        return {coll.id: _apply_collection_event(coll, event, t)}
+        nfts = _Siblings(states, coll.id)
+        new_coll = _apply_collection_event(coll, event, t, nfts)
+        if nfts.changed:
+            return {**nfts.changed, coll.id: new_coll}
+        return {coll.id: new_coll}
     if isinstance(event, FraudFinding | SocialSignal):
         key = event.entity
         kind = _entity_kind(key)
