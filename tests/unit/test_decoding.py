@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import orjson
@@ -133,12 +134,25 @@ def test_roundtrip_through_encoder() -> None:
         b"[" + orjson.dumps(sale("ok")) + b"," + b"[" * 5000 + b"]" * 5000 + b"]",
     ],
 )
-def test_nesting_beyond_the_decoders_limit_is_a_rejection(raw: bytes) -> None:
-    """msgspec raises RecursionError (not a DecodeError) past ~1,000 levels: a reason, not an
-    exception. A batch record that cannot even be split is rejected whole."""
-    decoded = decode_record(raw)
+@pytest.mark.parametrize("recursion_limit", [1000, 100_000])
+def test_nesting_beyond_the_decoders_limit_is_a_rejection(raw: bytes, recursion_limit: int) -> None:
+    """Past MAX_DEPTH levels a record is a reason, not an exception, whatever the
+    interpreter's recursion limit (web3's py_ecc raises it to 100,000 at import; msgspec
+    would then recurse that deep). A batch record that deep is rejected whole."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        decoded = decode_record(raw)
+    finally:
+        sys.setrecursionlimit(previous)
     assert decoded.envelopes == []
     assert [(r.reason, r.raw) for r in decoded.rejections] == [("too_deep", raw)]
+
+
+def test_nesting_within_the_limit_is_judged_as_usual() -> None:
+    padded = orjson.dumps(sale("p"))[:-1] + b',"pad":' + b"[" * 900 + b"]" * 900 + b"}"
+    assert len(decode_record(padded).envelopes) == 1  # unknown fields are ignored
+    assert decode_record(b"[" * 900 + b"]" * 900).rejections[0].reason != "too_deep"
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])

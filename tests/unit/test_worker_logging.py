@@ -17,9 +17,22 @@ def root() -> Iterator[logging.Logger]:
     logger = logging.getLogger()
     handlers, level = list(logger.handlers), logger.level
     logger.handlers.clear()
+    # Importing the app applies the per-component levels (trustscore_stream/logs), which
+    # give library loggers (aiokafka, faust, ...) levels of their own; these tests are about
+    # the root's, so every other logger defers to it while they run.
+    others = [
+        other
+        for other in logging.root.manager.loggerDict.values()
+        if isinstance(other, logging.Logger)
+    ]
+    levels = [other.level for other in others]
+    for other in others:
+        other.setLevel(logging.NOTSET)
     yield logger
     logger.handlers[:] = handlers
     logger.setLevel(level)
+    for other, other_level in zip(others, levels, strict=True):
+        other.setLevel(other_level)
 
 
 async def test_spinner_debug_level_is_undone(root: logging.Logger) -> None:

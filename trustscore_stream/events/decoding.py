@@ -7,9 +7,11 @@ its `index`, the good ones go on. Nothing here raises on bad input.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import msgspec
+import orjson
 
 from trustscore_stream.events.envelope import (
     MAX_BATCH_ENVELOPES,
@@ -33,9 +35,14 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 INVALID_VALUE = "invalid_value"
 UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
-# JSON nested deeper than the decoder's recursion limit (about 1,000 levels): msgspec raises
-# RecursionError there, which is neither a DecodeError nor a ValidationError.
+# JSON nested deeper than MAX_DEPTH. msgspec recurses per level up to the interpreter's
+# recursion limit, which is not ours to rely on: importing web3 (py_ecc) raises it to
+# 100,000, where a hostile record could exhaust the C stack instead of raising.
 TOO_DEEP = "too_deep"
+# orjson's fixed nesting limit: a record with more openers than this is parsed by orjson
+# first, which refuses anything deeper (rare: a 100-envelope batch has ~300 openers).
+MAX_DEPTH = 1024
+_DEPTH_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 REASONS: tuple[str, ...] = (
     INVALID_JSON,
@@ -86,7 +93,7 @@ def classify_validation_error(message: str) -> str:
 
 
 def _too_deep(raw: bytes, index: int | None = None) -> Rejection:
-    return Rejection(TOO_DEEP, "JSON nested deeper than the decoder allows", raw, index)
+    return Rejection(TOO_DEEP, f"JSON nested deeper than {MAX_DEPTH} levels", raw, index)
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -120,8 +127,37 @@ def decode_one(raw: bytes, index: int | None = None) -> Envelope | Rejection:
         return Rejection(INVALID_ENCODING, str(exc), raw, index)
 
 
+def _deeper_than_allowed(raw: bytes) -> bool:
+    """Whether `raw` nests deeper than MAX_DEPTH (strings skipped), whatever the
+    interpreter's recursion limit. Free for ordinary records: depth is at most the number
+    of openers, counted at C speed."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            return True
+    else:
+        return False
+    # Not JSON orjson reads (bad encoding, a syntax error): count depth outside strings.
+    depth = 0
+    for token in _DEPTH_TOKENS.finditer(raw):
+        opener = token.group()
+        if opener in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif opener in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def decode_record(raw: bytes) -> DecodedRecord:
     """Decode a record that holds one envelope or a batch record of envelopes."""
+    if _deeper_than_allowed(raw):
+        # A batch this deep cannot be split safely either: the record goes as a whole.
+        return DecodedRecord([], [_too_deep(raw)], raw.lstrip()[:1] == b"[")
     head = raw.lstrip()[:1]
     if head != b"[":
         if head != b"{" and len(raw) <= MAX_ENVELOPE_BYTES:
