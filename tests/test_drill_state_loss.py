@@ -210,7 +210,7 @@ def later_wave(n: int) -> list[dict[str, Any]]:
     return out
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+async def until(check: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         found = check()
@@ -222,7 +222,9 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> A
 
 
 def processed(metrics: dict[str, float]) -> float:
-    return sum(v for k, v in metrics.items() if k.startswith("trustscore_lane_events_processed"))
+    return sum(
+        v for k, v in metrics.items() if k.startswith("trustscore_lane_events_processed_total")
+    )
 
 
 async def idle(worker: WorkerProcess, events: int) -> None:
