@@ -9,8 +9,19 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.stack import Stack
+from tests.stack import Stack, scrape
+from trustscore_stream.processes import WorkerProcess
 from trustscore_stream.scoring.history import decode_history
+
+
+def processed_events(worker: WorkerProcess) -> float:
+    """Events the worker's lanes handed to scoring (the counter only: a prefix match would
+    also take the `_created` timestamps and pass after the first event)."""
+    return sum(
+        v
+        for k, v in scrape(worker).items()
+        if k.startswith("trustscore_lane_events_processed_total")
+    )
 
 
 def history_by_entity(url: str) -> dict[str, list[tuple[int, float]]]:

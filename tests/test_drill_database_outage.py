@@ -35,7 +35,12 @@ from sqlalchemy.pool import NullPool
 
 from tests.db.conftest import pg_admin_url, pg_schemas  # noqa: F401 (fixtures)
 from tests.db.pg import PgSchemas
-from tests.drill_checks import history_by_entity, published_history, stored_as_published
+from tests.drill_checks import (
+    history_by_entity,
+    processed_events,
+    published_history,
+    stored_as_published,
+)
 from tests.stack import Stack, scrape
 from tests.tcp_proxy import TcpProxy
 from trustscore_stream.processes import WorkerProcess
@@ -197,12 +202,6 @@ def errors_logged(worker: WorkerProcess) -> list[str]:
     return [line[:300] for line in lines if '"level":"ERROR"' in line or '"CRITICAL"' in line]
 
 
-def processed(worker: WorkerProcess) -> float:
-    return sum(
-        v for k, v in scrape(worker).items() if k.startswith("trustscore_lane_events_processed")
-    )
-
-
 async def subscribe(worker: WorkerProcess) -> None:
     async with aiohttp.ClientSession() as http:
         for user, entities in subscriptions().items():
@@ -278,7 +277,7 @@ async def test_history_and_notifications_survive_a_database_outage(
         await producing
 
         events = len(mints()) + sum(len(round_of(r)) for r in range(ROUNDS))
-        await until(lambda: processed(worker) >= events, f"all {events} events folded")
+        await until(lambda: processed_events(worker) >= events, f"all {events} events folded")
         assert worker.alive()
         # Scoring went on without the database; the writers retried.
         assert during.get("trustscore_score_versions_total", 0.0) > versions_before

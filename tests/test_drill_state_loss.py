@@ -27,7 +27,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.drill_checks import conflicting_versions, published_history, repeated_versions
+from tests.drill_checks import (
+    conflicting_versions,
+    processed_events,
+    published_history,
+    repeated_versions,
+)
 from tests.stack import Stack, scrape
 from trustscore_stream.processes import WorkerProcess
 
@@ -221,18 +226,12 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 180.0) -> 
         await asyncio.sleep(0.5)
 
 
-def processed(metrics: dict[str, float]) -> float:
-    return sum(
-        v for k, v in metrics.items() if k.startswith("trustscore_lane_events_processed_total")
-    )
-
-
 async def idle(worker: WorkerProcess, events: int) -> None:
     """All `events` folded, published and checkpointed: the checkpoint and version counters
     stood still for longer than a checkpoint interval (a folded batch is checkpointed
     within one interval, so nothing is left uncheckpointed; link records between
     partitions included)."""
-    await until(lambda: processed(scrape(worker)) >= events, f"{events} events folded")
+    await until(lambda: processed_events(worker) >= events, f"{events} events folded")
     quiet_s = CHECKPOINT_S + 2.0
     marks: tuple[float, float] | None = None
     since = time.monotonic()
@@ -409,7 +408,7 @@ LONG_CHECKPOINT_S = 60.0
 async def published(worker: WorkerProcess, events: int) -> None:
     """All `events` folded and their versions published (the versions counter stood still
     for several conflation windows), with no checkpoint since the first of them."""
-    await until(lambda: processed(scrape(worker)) >= events, f"{events} events folded")
+    await until(lambda: processed_events(worker) >= events, f"{events} events folded")
     mark, since = -1.0, time.monotonic()
     while time.monotonic() - since < 2.0:
         versions = scrape(worker).get("trustscore_score_versions_total", 0.0)

@@ -28,7 +28,7 @@ import pytest
 
 from tests.db.conftest import pg_admin_url, pg_schemas  # noqa: F401 (fixtures)
 from tests.db.pg import PgSchemas
-from tests.drill_checks import history_by_entity, history_problems
+from tests.drill_checks import history_by_entity, history_problems, processed_events
 from tests.stack import Stack, scrape
 from tests.test_scoring_crash import checkpoints
 from tests.test_two_workers import (
@@ -40,7 +40,6 @@ from tests.test_two_workers import (
     without_versions,
 )
 from trustscore_stream.db.migrate import upgrade
-from trustscore_stream.processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.drill, pytest.mark.postgres]
 
@@ -88,11 +87,6 @@ def round_of(r: int) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def processed(worker: WorkerProcess) -> float:
-    metrics = scrape(worker)
-    return sum(v for k, v in metrics.items() if k.startswith("trustscore_lane_events_processed"))
 
 
 async def until(
@@ -173,7 +167,7 @@ async def takeover(
         for r in range(ROUNDS):  # paced as in the drill
             await single.produce([round_of(r)])
             await asyncio.sleep(0.5)
-        await until(lambda: processed(alone) >= events, "the replay processed every event")
+        await until(lambda: processed_events(alone) >= events, "the replay processed every event")
         replay = await settled(alone, ids, timeout=60)
         await single.stop()
 
