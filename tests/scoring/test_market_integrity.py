@@ -154,6 +154,36 @@ def test_rapid_flip() -> None:
     assert not any("rapid flip" in e for e in evidence)
 
 
+def _wallet(i: int) -> str:
+    return "0x" + f"{i:040x}"
+
+
+def _flips(n: int) -> list:  # type: ignore[type-arg]
+    """A busy honest token: n resales, each a few hours after the last, to new wallets."""
+    owners = [_wallet(100 + i) for i in range(n + 2)]
+    events = [mint(owners[0], at(0)), sale(owners[0], owners[1], at(1))]
+    events += [sale(owners[i], owners[i + 1], at(1 + 4 * i)) for i in range(1, n + 1)]
+    return events
+
+
+def test_rapid_flips_alone_are_capped() -> None:
+    # Ten rapid flips weigh what FLIP_CAP (0.5) allows, not 10 × 0.2: about 61, not 14.
+    two, _ = _mi(_flips(2), now_h=50)
+    ten, evidence = _mi(_flips(10), now_h=50)
+    assert sum("rapid flip" in e for e in evidence) == 5  # the newest incidents are named
+    assert ten < two < _clean()
+    assert ten == 60.7
+
+
+def test_rapid_flips_still_add_to_strong_evidence() -> None:
+    ring = [mint(A, at(0)), sale(A, B, at(1)), sale(B, A, at(3))]
+    looped, _ = _mi(ring, now_h=50)
+    flipped = [*ring, sale(A, C, at(40)), sale(C, D, at(45))]  # the second is a rapid flip
+    both, evidence = _mi(flipped, now_h=50)
+    assert any("round trip" in e for e in evidence) and any("rapid flip" in e for e in evidence)
+    assert both < looped
+
+
 def test_suspicion_decays_with_time() -> None:
     events = [mint(A, at(0)), sale(A, A, at(1))]
     soon, _ = _mi(events, now_h=2)

@@ -58,6 +58,9 @@ W_RING = 0.7
 W_FUNDED = 0.5
 W_ABOVE_FLOOR = 0.4
 W_FLIP = 0.2
+# Rapid flips are common among honest traders of a busy token: together they add at most
+# this much to a token's suspicion (its value stays >= 100·e^-0.5 ≈ 61 on flips alone).
+FLIP_CAP = 0.5
 
 # An NFT's wash record fades over a quarter: long enough to outlast a pump-and-dump.
 SUSPICION_HALF_LIFE = 90 * DAY
@@ -89,6 +92,7 @@ class Trade(Struct, frozen=True, array_like=True, gc=False):
     w: float = 0.0  # a sale's incident weight (sum of its detectors), as last checked
     cur: str = ""  # a sale's currency
     eid: str = ""  # a sale's event id: its incidents name it; "" for transfers
+    f: float = 0.0  # the part of `w` from the rapid-flip detector (capped per token)
 
 
 def trade_key(x: Trade) -> tuple[int, bool, str, str, float, str, str]:
@@ -162,13 +166,15 @@ class NftMarket(
         "transfers": "x",
         "suspicion": "z",
         "incidents": "i",
+        "flips": "f",
     },
 ):
     window: tuple[Trade, ...] = ()
     sales: int = 0
     transfers: int = 0
-    suspicion: Decayed = ZERO
+    suspicion: Decayed = ZERO  # every detector but the rapid flip, uncapped
     incidents: tuple[Incident, ...] = ()
+    flips: Decayed = ZERO  # the rapid-flip detector's weights, capped at FLIP_CAP when read
 
 
 class CollectionMarket(
@@ -202,6 +208,7 @@ def pair_key(a: str, b: str) -> str:
 class SaleCheck(NamedTuple):
     incidents: tuple[Incident, ...]
     weight: float  # the sum of their weights (uncapped: the NFT's suspicion adds it all)
+    flip: float = 0.0  # the rapid-flip detector's part of `weight`
 
 
 # A floor observation as a sale sees it: (floor, currency, time).
@@ -331,6 +338,7 @@ def check_sale(
     found: list[Incident] = []
     window = before if isinstance(before, tuple) else tuple(before)
     looped = False
+    flip = 0.0
     if seller == buyer:
         found.append(Incident(t, W_SELF, f"self-trade by {seller} (event {event_id})"))
         looped = True
@@ -397,8 +405,9 @@ def check_sale(
                         f"(event {event_id})",
                     )
                 )
+                flip = W_FLIP
             break
-    return SaleCheck(tuple(found), sum((i.weight for i in found), 0.0))
+    return SaleCheck(tuple(found), sum((i.weight for i in found), 0.0), flip)
 
 
 def capped(weight: float) -> float:
@@ -495,7 +504,7 @@ def add_sale(
         window = tuple(x for x in window if x not in legs)
     window, i = insert_sorted(window, trade, trade_key, WINDOW_TRADES)
     # Every sale moves the reference time, flagged or not (see `common.add`).
-    suspicion = add(state.suspicion, check.weight, trade.t, SUSPICION_HALF_LIFE)
+    suspicion = add(state.suspicion, check.weight - check.flip, trade.t, SUSPICION_HALF_LIFE)
     return (
         NftMarket(
             window=window,
@@ -503,6 +512,7 @@ def add_sale(
             transfers=state.transfers - len(legs),
             suspicion=suspicion,
             incidents=merge_incidents(state.incidents, check.incidents),
+            flips=add(state.flips, check.flip, trade.t, SUSPICION_HALF_LIFE),
         ),
         legs,
         i,
@@ -513,14 +523,18 @@ def reweigh_sale(state: NftMarket, index: int, check: SaleCheck) -> NftMarket:
     """A re-check of the sale at `index` found `check`: swap its weight and incidents."""
     trade = state.window[index]
     window = list(state.window)
-    window[index] = replace(trade, w=check.weight)
-    suspicion = state.suspicion
-    if check.weight != trade.w:
-        suspicion = add(suspicion, check.weight - trade.w, trade.t, SUSPICION_HALF_LIFE)
+    window[index] = replace(trade, w=check.weight, f=check.flip)
+    suspicion, flips = state.suspicion, state.flips
+    strong = (check.weight - check.flip) - (trade.w - trade.f)
+    if strong:
+        suspicion = add(suspicion, strong, trade.t, SUSPICION_HALF_LIFE)
+    if check.flip != trade.f:
+        flips = add(flips, check.flip - trade.f, trade.t, SUSPICION_HALF_LIFE)
     return replace(
         state,
         window=tuple(window),
         suspicion=suspicion,
+        flips=flips,
         incidents=merge_incidents(state.incidents, check.incidents, trade.eid),
     )
 
@@ -629,7 +643,9 @@ def collection_value(state: CollectionMarket, now: int) -> FactorValue:
 
 
 def nft_value(state: NftMarket, collection: FactorValue | None, now: int) -> FactorValue:
-    suspicion = at(state.suspicion, now, SUSPICION_HALF_LIFE)
+    suspicion = at(state.suspicion, now, SUSPICION_HALF_LIFE) + min(
+        FLIP_CAP, at(state.flips, now, SUSPICION_HALF_LIFE)
+    )
     value = 100.0 * math.exp(-suspicion / SUSPICION_SCALE)
     confidence = max(
         sat(state.sales + 0.5 * state.transfers, NFT_CONFIDENCE_SCALE), min(1.0, suspicion)
