@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -92,6 +93,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 def mailbox() -> AsyncIterator[tuple[Mailbox, int]]:
     box = Mailbox()
     port = free_port()
+    # aiosmtpd logs each session's end at INFO from its own thread, sometimes after pytest has
+    # closed the stream it captured: "--- Logging error ---" noise in the suite's output.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     try:
