@@ -124,10 +124,39 @@ class Scenario:
         self.label.events = len(self.steps)
 
 
+class TokenScenario(Scenario):
+    """A scenario about one token: the token is locked (the everyday market leaves it alone)
+    from planning until the scenario releases it."""
+
+    def __init__(
+        self,
+        market: Market,
+        label_id: str,
+        start: int,
+        duration: int,
+        collection: Collection,
+        token: int,
+    ) -> None:
+        super().__init__(market, label_id, start, duration)
+        self.c = collection
+        self.i = token
+        collection.locked.add(token)
+
+    def sell(self, t: int, buyer: str, price: float) -> Envelope:
+        """The token's holder sells it to `buyer`: ownership and the floor's sales move."""
+        c, i = self.c, self.i
+        seller = c.move(i, buyer)
+        c.record_sale(price, t)
+        return self.make.sale(t, c.contract, c.token_id(i), seller, buyer, price)
+
+    def release(self) -> None:
+        self.c.locked.discard(self.i)
+
+
 # --- wash trading -------------------------------------------------------------------------
 
 
-class WashTrading(Scenario):
+class WashTrading(TokenScenario):
     """A token bought by a wash trader and traded among the trader's own fresh wallets.
 
     `self_trade`: one wallet sells the token to itself 4 times; `round_trip`: two wallets pass
@@ -149,10 +178,7 @@ class WashTrading(Scenario):
         pattern: str,
         ring_size: int,
     ) -> None:
-        super().__init__(market, label_id, start, duration)
-        self.c = collection
-        self.i = token
-        collection.locked.add(token)
+        super().__init__(market, label_id, start, duration, collection, token)
         self.pattern = pattern
         size = {"self_trade": 1, "round_trip": 2}.get(pattern, ring_size)
         self.wallets = [market.fresh_wallet() for _ in range(size)]
@@ -196,11 +222,7 @@ class WashTrading(Scenario):
         return self.c.floor(t, self.rng)
 
     def _buy_in(self, t: int) -> Envelope:
-        c, i = self.c, self.i
-        price = self.market.price(c, i, t)
-        seller = c.move(i, self.wallets[0])
-        c.record_sale(price, t)
-        return self.make.sale(t, c.contract, c.token_id(i), seller, self.wallets[0], price)
+        return self.sell(t, self.wallets[0], self.market.price(self.c, self.i, t))
 
     def _listing(self, t: int, multiple: float) -> Envelope:
         c, i = self.c, self.i
@@ -252,18 +274,14 @@ class WashTrading(Scenario):
         )
 
     def _exit(self, t: int) -> Envelope:
-        c, i = self.c, self.i
         buyer = self.market.trader()
-        price = self._floor(t) * 3.5
-        seller = c.move(i, buyer)
-        c.record_sale(price, t)
-        c.locked.discard(i)
-        envelope = self.make.sale(t, c.contract, c.token_id(i), seller, buyer, price)
+        envelope = self.sell(t, buyer, self._floor(t) * 3.5)
+        self.release()
         self.label.add(wallet_entity(buyer), "outside buyer at the inflated price")
         self.label.tell(
             envelope["event_id"],
             t,
-            c.nft(i),
+            self.c.nft(self.i),
             f"sold to an outside buyer {buyer} at 3.5x the floor after wash trading: the "
             "buyer paid for a price history the wash trader made up",
         )
@@ -511,7 +529,7 @@ def _ramp(a: float, b: float, n: int) -> list[float]:
 # --- stolen NFT ---------------------------------------------------------------------------
 
 
-class StolenNft(Scenario):
+class StolenNft(TokenScenario):
     """A valuable token leaves its owner without a sale (a phishing drainer), is dumped
     below value, flipped within hours, and findings follow: `phishing` on the thief's
     wallet, `stolen` on the token."""
@@ -527,10 +545,7 @@ class StolenNft(Scenario):
         collection: Collection,
         token: int,
     ) -> None:
-        super().__init__(market, label_id, start, duration)
-        self.c = collection
-        self.i = token
-        collection.locked.add(token)
+        super().__init__(market, label_id, start, duration, collection, token)
         self.thief = market.fresh_wallet()
         self.victim = collection.owners[token]  # locked from now: still the owner at theft
         self._first_sale = start
@@ -577,10 +592,7 @@ class StolenNft(Scenario):
         def step(t: int) -> Envelope:
             c, i = self.c, self.i
             buyer = self.market.trader_except(c.owners[i], self.victim)
-            price = self._value(t) * multiple
-            seller = c.move(i, buyer)
-            c.record_sale(price, t)
-            envelope = self.make.sale(t, c.contract, c.token_id(i), seller, buyer, price)
+            envelope = self.sell(t, buyer, self._value(t) * multiple)
             self.label.add(wallet_entity(buyer), "buyer of the stolen token")
             if first:
                 what = (
@@ -625,7 +637,7 @@ class StolenNft(Scenario):
         c, i = self.c, self.i
         price = self._value(t) * 1.1
         owner = c.owners[i]
-        c.locked.discard(i)
+        self.release()
         return self.make.listing(t, c.contract, c.token_id(i), owner, price, "opensea")
 
 
