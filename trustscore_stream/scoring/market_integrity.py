@@ -493,9 +493,11 @@ def add_transfer(state: NftMarket, trade: Trade) -> tuple[NftMarket, int]:
 def add_sale(
     state: NftMarket, trade: Trade, check: SaleCheck
 ) -> tuple[NftMarket, tuple[Trade, ...], int]:
-    """A sale joins the window and replaces its legs (transfers of the same wallets with the
-    same tx tag or within LEG_SECONDS: a leg never counts as a transfer, whichever came
-    first). Returns the new state, the legs removed and the sale's index."""
+    """A sale joins the window, carrying its `check`'s weights, and replaces its legs
+    (transfers of the same wallets with the same tx tag or within LEG_SECONDS: a leg never
+    counts as a transfer, whichever came first). Returns the new state, the legs removed and
+    the sale's index."""
+    trade = replace(trade, w=check.weight, f=check.flip)
     window = state.window
     legs: tuple[Trade, ...] = ()
     if trade.frm in [x.frm for x in window]:  # C-level: mostly nothing to find

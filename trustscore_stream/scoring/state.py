@@ -392,9 +392,7 @@ def _sale(
     )
     clean = 1.0 - market_integrity.capped(check.weight)
     p, change = provenance.record_move(nft.provenance, seller, buyer, t)
-    market, legs, i = market_integrity.add_sale(
-        nft.market, replace(trade, w=check.weight, f=check.flip), check
-    )
+    market, legs, i = market_integrity.add_sale(nft.market, trade, check)
     nft = replace(
         nft,
         provenance=p,
