@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.scoring.factories import A, B, C, D, E, F, at, market, mint, sale, transfer
+from tests.scoring.factories import A, B, C, D, E, F, at, market, mint, sale, transfer, wallet
 from tests.scoring.helpers import factor, fold, nft_of, nft_score
 from trustscore_stream.scoring.model import MARKET_INTEGRITY
 
@@ -154,13 +154,9 @@ def test_rapid_flip() -> None:
     assert not any("rapid flip" in e for e in evidence)
 
 
-def _wallet(i: int) -> str:
-    return "0x" + f"{i:040x}"
-
-
 def _flips(n: int) -> list:  # type: ignore[type-arg]
     """A busy honest token: n resales, each a few hours after the last, to new wallets."""
-    owners = [_wallet(100 + i) for i in range(n + 2)]
+    owners = [wallet(100 + i) for i in range(n + 2)]
     events = [mint(owners[0], at(0)), sale(owners[0], owners[1], at(1))]
     events += [sale(owners[i], owners[i + 1], at(1 + 4 * i)) for i in range(1, n + 1)]
     return events
