@@ -1,5 +1,5 @@
-"""Checks shared by the reliability drills: score history read straight from the database,
-and the invariants every drill asserts on it."""
+"""What the reliability drills share: their opening mints, score history read straight from
+the database, and the invariants every drill asserts on it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from sqlalchemy.pool import NullPool
 from tests.stack import Stack, scrape
 from trustscore_stream.processes import WorkerProcess
 from trustscore_stream.scoring.history import decode_history
+
+
+def mints(contracts: list[str], tokens: int, holder: str, at: str) -> list[dict[str, Any]]:
+    """Envelopes minting tokens 0..tokens-1 of every contract to `holder` at `at`."""
+    return [
+        {
+            "event_id": f"m{c}-{t}",
+            "type": "mint",
+            "source": "chain",
+            "occurred_at": at,
+            "schema_version": 1,
+            "contract": contract,
+            "token_id": str(t),
+            "payload": {"to": holder},
+        }
+        for c, contract in enumerate(contracts)
+        for t in range(tokens)
+    ]
 
 
 def processed_events(worker: WorkerProcess) -> float:

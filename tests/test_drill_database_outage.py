@@ -41,6 +41,7 @@ from tests.drill_checks import (
     published_history,
     stored_as_published,
 )
+from tests.drill_checks import mints as mint_envelopes
 from tests.stack import Stack, scrape
 from tests.tcp_proxy import TcpProxy
 from trustscore_stream.processes import WorkerProcess
@@ -88,20 +89,7 @@ def finding_rounds() -> dict[int, str]:
 
 
 def mints() -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": f"m{c}-{t}",
-            "type": "mint",
-            "source": "chain",
-            "occurred_at": "2026-11-25T10:00:00Z",
-            "schema_version": 1,
-            "contract": contract,
-            "token_id": str(t),
-            "payload": {"to": HOLDER},
-        }
-        for c, contract in enumerate(CONTRACTS)
-        for t in range(TOKENS)
-    ]
+    return mint_envelopes(CONTRACTS, TOKENS, HOLDER, "2026-11-25T10:00:00Z")
 
 
 def round_of(r: int) -> list[dict[str, Any]]:

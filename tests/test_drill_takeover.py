@@ -29,6 +29,7 @@ import pytest
 from tests.db.conftest import pg_admin_url, pg_schemas  # noqa: F401 (fixtures)
 from tests.db.pg import PgSchemas
 from tests.drill_checks import history_by_entity, history_problems, processed_events
+from tests.drill_checks import mints as mint_envelopes
 from tests.stack import Stack, scrape
 from tests.test_scoring_crash import checkpoints
 from tests.test_two_workers import (
@@ -48,20 +49,7 @@ TOKENS = 3
 
 
 def mints() -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": f"m{c}-{t}",
-            "type": "mint",
-            "source": "chain",
-            "occurred_at": "2026-11-20T10:00:00Z",
-            "schema_version": 1,
-            "contract": contract,
-            "token_id": str(t),
-            "payload": {"to": SELLER},
-        }
-        for c, contract in enumerate(CONTRACTS)
-        for t in range(TOKENS)
-    ]
+    return mint_envelopes(CONTRACTS, TOKENS, SELLER, "2026-11-20T10:00:00Z")
 
 
 def round_of(r: int) -> list[dict[str, Any]]:
